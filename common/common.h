@@ -1,0 +1,192 @@
+/*
+ * common: the pieces every provd library shares — the error enum, logging,
+ * configuration, device identifiers (IEEE MAC addresses), the optional-data
+ * certificate extension codec and small helpers for hex and secrets.
+ */
+#ifndef PROVD_COMMON_H
+#define PROVD_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdarg.h>
+#include <time.h>
+
+/*
+ * Errors. Every function returns 0 or one of these negative codes. Numbers
+ * are never reused; add new codes at the end.
+ */
+enum provd_err {
+	ERR_OK = 0,
+	ERR_INTERNAL = -1,	/* a bug or an unexpected library failure */
+	ERR_NOMEM = -2,		/* allocation failed */
+	ERR_INVALID = -3,	/* malformed input */
+	ERR_TOO_BIG = -4,	/* input over its size limit */
+	ERR_NOT_FOUND = -5,	/* no such object */
+	ERR_CONFLICT = -6,	/* object exists or is in the wrong state */
+	ERR_IO = -7,		/* file or socket I/O failed */
+	ERR_CONFIG = -8,	/* configuration is invalid */
+	ERR_CRYPTO = -9,	/* an OpenSSL operation failed */
+	ERR_DB = -10,		/* the database failed or is unreachable */
+	ERR_UNAVAILABLE = -11,	/* a dependency (db, signer, directory) is down */
+	ERR_AUTH = -12,		/* missing or wrong credentials */
+	ERR_FORBIDDEN = -13,	/* authenticated but not allowed */
+	ERR_BAD_MAC = -14,	/* not an acceptable IEEE 48-bit address */
+	ERR_BAD_CSR = -15,	/* CSR unparsable or its signature is wrong */
+	ERR_KEY_POLICY = -16,	/* key type or size not allowed */
+	ERR_SIGNER = -17,	/* the CA signer process failed */
+	ERR_TIMEOUT = -18,	/* an operation took too long */
+	ERR_LDAP = -19,		/* the directory failed */
+	ERR_UNSUPPORTED = -20,	/* a request for something this build cannot do */
+};
+
+/* A short English description of an error code; never NULL. */
+const char *provd_strerror(int err);
+
+/* ---------------------------------------------------------------------
+ * Logging. Lines go to stderr (default) or syslog, as text or JSON lines.
+ * Each line may carry a request or job id set for the calling thread.
+ */
+enum log_level { LOG_LVL_ERROR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
+
+/* Sets the global level, format (0 text, 1 JSON) and sink (0 stderr, 1 syslog). */
+void log_init(const char *progname, enum log_level level, int json, int use_syslog);
+/* Parses "error", "warn", "info", "debug". Returns 0 or ERR_INVALID. */
+int log_level_parse(const char *s, enum log_level *out);
+/* Sets the id printed with each line from this thread; NULL clears it. Copied. */
+void log_set_id(const char *id);
+
+void log_msg(enum log_level lvl, const char *func, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Logs and then drains OpenSSL's error queue into the log. */
+void log_openssl(const char *func, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#define log_warnx(...)	log_msg(LOG_LVL_WARN, __func__, __VA_ARGS__)
+#define log_errx(...)	log_msg(LOG_LVL_ERROR, __func__, __VA_ARGS__)
+#define log_info(...)	log_msg(LOG_LVL_INFO, __func__, __VA_ARGS__)
+#define log_debug(...)	log_msg(LOG_LVL_DEBUG, __func__, __VA_ARGS__)
+#define log_ossl(...)	log_openssl(__func__, __VA_ARGS__)
+
+/* ---------------------------------------------------------------------
+ * Device identifiers: IEEE 48-bit addresses.
+ * Accepted spellings: 00:1A:7D:DA:71:13, 00-1a-7d-da-71-13, 001a.7dda.7113,
+ * 001A7DDA7113. Multicast (group bit set) and all-zero addresses are refused.
+ */
+#define MAC_LEN 6
+#define MAC_STR_LEN 18		/* "00:1a:7d:da:71:13" + NUL */
+#define MAC_HEX_LEN 13		/* "001a7dda7113" + NUL */
+
+/* Parses s into out[6]. Returns 0 or ERR_BAD_MAC. */
+int mac_parse(const char *s, uint8_t out[MAC_LEN]);
+/* Canonical form, lowercase with colons. */
+void mac_format(const uint8_t mac[MAC_LEN], char out[MAC_STR_LEN]);
+/* Twelve lowercase hex digits, as in urn:dev:mac:. */
+void mac_format_hex(const uint8_t mac[MAC_LEN], char out[MAC_HEX_LEN]);
+
+/* ---------------------------------------------------------------------
+ * Optional-data extension (DESIGN.md, Fig. 6 4020): non-critical, under
+ * OPTDATA_OID, DER SEQUENCE { owner [0] UTF8String OPTIONAL,
+ * groups [1] SEQUENCE OF UTF8String OPTIONAL,
+ * resourceClasses [2] SEQUENCE OF UTF8String OPTIONAL }.
+ */
+#define OPTDATA_OID "2.25.195004117390358504656546335710953266857"	/* UUID 92b46d49-0fe7-43b0-805d-85da4cbadea9 */
+#define OPTDATA_MAX_ITEMS 32
+#define OPTDATA_MAX_STR 128
+
+struct optdata {
+	char *owner;			/* NULL when absent */
+	char *groups[OPTDATA_MAX_ITEMS];
+	size_t ngroups;
+	char *classes[OPTDATA_MAX_ITEMS];
+	size_t nclasses;
+};
+
+/* Encodes od as DER into a new buffer (*der, freed by the caller with free()). */
+int optdata_encode(const struct optdata *od, uint8_t **der, size_t *derlen);
+/* Decodes DER into *od (strings owned by od; release with optdata_clear). */
+int optdata_decode(const uint8_t *der, size_t derlen, struct optdata *od);
+void optdata_clear(struct optdata *od);
+/* Checks a name for owner/groups: 1..OPTDATA_MAX_STR bytes of printable UTF-8
+ * without control characters. Returns 0 or ERR_INVALID. */
+int optdata_check_name(const char *s);
+
+/* ---------------------------------------------------------------------
+ * Small helpers.
+ */
+/* Lowercase hex of len bytes into out (2*len+1 bytes). */
+void hex_encode(const uint8_t *in, size_t len, char *out);
+/* Decodes exactly outlen bytes from 2*outlen hex digits. Returns 0 or ERR_INVALID. */
+int hex_decode(const char *in, uint8_t *out, size_t outlen);
+/* Reads a whole file of at most max bytes into a new NUL-terminated buffer. */
+int file_read_all(const char *path, size_t max, char **out, size_t *outlen);
+/* Reads a secret file: first line, trailing newline stripped; buffer from the
+ * OpenSSL secure heap, release with secret_free(). */
+int secret_read_file(const char *path, char **out);
+void secret_free(char *s);
+/* Writes data to path atomically (temp file, fsync, rename) with mode. */
+int file_write_atomic(const char *path, const void *data, size_t len, unsigned mode);
+/* strtoll with full-string and range checks. Returns 0 or ERR_INVALID. */
+int parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);
+/* Monotonic clock in nanoseconds. */
+uint64_t now_ns(void);
+/* RFC 3339 UTC timestamp "2026-11-28T03:59:20Z" into out (at least 21 bytes). */
+void time_format_rfc3339(time_t t, char *out, size_t outlen);
+
+/* ---------------------------------------------------------------------
+ * Configuration: one INI file, table-driven (config.c lists every key with
+ * type, bounds and default). Unknown sections or keys are errors.
+ */
+struct config {
+	/* [server] */
+	char *listen;			/* address, default 127.0.0.1 */
+	int64_t port;			/* default 8440 */
+	int64_t threads;		/* HTTP worker threads, default 0 = CPUs */
+	int64_t max_body;		/* bytes, default 65536 */
+	int64_t max_connections;	/* default 1024 */
+	char *tls_cert;			/* optional: serve HTTPS */
+	char *tls_key;
+	char *tls_client_ca;		/* optional: ask for client certificates */
+	/* [database] */
+	char *db_conninfo;		/* libpq keyword/value string without password */
+	char *db_password_file;		/* optional */
+	int64_t db_pool;		/* connections, default 8 */
+	int64_t db_batch_max;		/* issuances per commit, default 64 */
+	/* [ldap] */
+	char *ldap_uri;			/* optional */
+	char *ldap_bind_dn;
+	char *ldap_password_file;
+	char *ldap_base_dn;
+	/* [ca] */
+	char *ca_dir;			/* CA key and certificates */
+	int64_t validity_days;		/* device certificates, default 365 */
+	int64_t backdate_s;		/* notBefore = now - backdate, default 300 */
+	char *crl_url;			/* optional: CRL distribution point */
+	char *ocsp_url;			/* optional: OCSP AIA */
+	int64_t crl_next_update_s;	/* default 86400 */
+	int allow_rsa;			/* RSA >= 2048 CSR keys, default no */
+	int64_t max_csr;		/* bytes, default 8192 */
+	/* [log] */
+	enum log_level log_level;	/* default info */
+	int log_json;			/* default no */
+	int log_syslog;			/* default no */
+
+	/* which keys were set in the file (bit per table index) */
+	uint64_t set_mask;
+};
+
+/* Loads path. On error returns ERR_CONFIG and writes "file:line: message" into
+ * err. The caller frees *out with config_free(). Secrets are not read here. */
+int config_load(const char *path, struct config **out, char *err, size_t errlen);
+/* A configuration with every default (for tools and tests). */
+int config_defaults(struct config **out);
+void config_free(struct config *cfg);
+/* Checks that every secret file named in cfg is readable and not empty, and
+ * that the TLS files exist. Writes "key: path: problem" into err. */
+int config_check_files(const struct config *cfg, char *err, size_t errlen);
+/* Whether key "section.name" was set in the file (as opposed to defaulted). */
+int config_is_set(const struct config *cfg, const char *key);
+/* The libpq conninfo including the password read from db_password_file. The
+ * result is on the secure heap; release with secret_free(). */
+int config_db_conninfo(const struct config *cfg, char **out);
+
+#endif

@@ -1,0 +1,138 @@
+/*
+ * db: PostgreSQL access for provd — a connection pool, the migration runner,
+ * group-committed certificate issuance, certificates, revocation, the
+ * hash-chained audit log and API tokens. SQL only with parameters.
+ */
+#ifndef PROVD_DB_H
+#define PROVD_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/common.h"
+
+struct db;		/* a pool of connections; thread-safe */
+
+/* Opens cfg->db_pool connections using config_db_conninfo(). */
+int db_open(const struct config *cfg, struct db **out);
+/* Opens a pool of n connections to conninfo (tests, tools). */
+int db_open_conninfo(const char *conninfo, int n, struct db **out);
+void db_close(struct db *db);				/* NULL is a no-op */
+/* Round trip to the server. Returns 0, or ERR_UNAVAILABLE. */
+int db_ping(struct db *db);
+
+/* Applies the migrations compiled in from sql/ that are not yet recorded in
+ * schema_migrations, each in its own transaction (a failure rolls it back and
+ * stops). *applied counts the new ones. Concurrent runners serialise on an
+ * advisory lock. */
+int db_migrate(struct db *db, int *applied);
+/* Highest applied migration version, 0 for an empty database. */
+int db_schema_version(struct db *db, int *version);
+
+/* ---------------------------------------------------------------------
+ * Issuance, group-committed: one writer thread gathers concurrent requests
+ * into one transaction (a savepoint each), so one commit serves many.
+ */
+struct db_issue {
+	/* in: all owned by the caller, valid until done() is called */
+	uint8_t mac[MAC_LEN];
+	char serial_hex[33];
+	uint8_t fingerprint[32];
+	const uint8_t *der;
+	size_t derlen;
+	int64_t not_before, not_after;	/* Unix seconds */
+	const char *owner;		/* NULL: none */
+	const char *const *groups;
+	size_t ngroups;
+	int replace;			/* supersede an active certificate */
+	const char *actor;		/* who asked (token name) */
+	const char *request_id;
+	/* out */
+	int result;			/* 0, ERR_CONFLICT (active certificate
+					   and no replace), ERR_DB, ERR_UNAVAILABLE */
+	int64_t device_id, cert_id;
+	/* completion: called once from the writer thread */
+	void (*done)(struct db_issue *it, void *arg);
+	void *arg;
+};
+
+struct db_writer;
+int db_writer_start(struct db *db, size_t batch_max, struct db_writer **out);
+void db_writer_stop(struct db_writer *w);		/* NULL is a no-op */
+/* Queues it; it->done is called when its transaction has committed or failed. */
+int db_writer_submit(struct db_writer *w, struct db_issue *it);
+/* Synchronous helper: submit and wait. Returns it->result. */
+int db_issue_wait(struct db_writer *w, struct db_issue *it);
+
+/* ---------------------------------------------------------------------
+ * Certificates.
+ */
+enum db_cert_status { DB_CERT_ACTIVE, DB_CERT_REVOKED, DB_CERT_SUPERSEDED };
+const char *db_cert_status_name(enum db_cert_status s);
+
+struct db_cert {
+	int64_t id;
+	char serial_hex[33];
+	uint8_t mac[MAC_LEN];
+	uint8_t fingerprint[32];
+	enum db_cert_status status;
+	int64_t not_before, not_after, issued_at;
+	int64_t revoked_at;		/* 0 when not revoked */
+	int reason;			/* RFC 5280 reason, -1 when not revoked */
+	uint8_t *der;			/* owned */
+	size_t derlen;
+	char *owner;			/* owned, NULL when none */
+};
+void db_cert_clear(struct db_cert *c);
+
+/* By serial (32 hex digits). ERR_NOT_FOUND when none. */
+int db_cert_by_serial(struct db *db, const char *serial_hex, struct db_cert *out);
+/* Active certificate of a device. ERR_NOT_FOUND when none. */
+int db_cert_active_by_mac(struct db *db, const uint8_t mac[MAC_LEN], struct db_cert *out);
+
+/* Revokes a certificate (by serial) with an RFC 5280 reason; writes the
+ * audit row and a directory outbox entry in the same transaction.
+ * ERR_NOT_FOUND, ERR_CONFLICT (already revoked or superseded). */
+int db_cert_revoke(struct db *db, const char *serial_hex, int reason,
+    const char *actor, const char *request_id, struct db_cert *out);
+
+/* Revoked, unexpired certificates for a CRL, and the next CRL number (from a
+ * sequence). *list is a new array (free()). */
+struct db_revoked {
+	uint8_t serial[16];
+	int64_t revoked_at;		/* Unix seconds */
+	int reason;			/* RFC 5280 CRLReason */
+};
+int db_crl_entries(struct db *db, struct db_revoked **list, size_t *n,
+    int64_t *crl_number);
+
+/* ---------------------------------------------------------------------
+ * Audit log: append-only, hash-chained in PostgreSQL (sql/ function
+ * audit_append); verification recomputes every hash here.
+ */
+int db_audit_append(struct db *db, const char *actor, const char *action,
+    const char *object, const char *detail_json);
+struct db_audit_report {
+	int64_t rows;			/* rows checked */
+	int64_t first_bad;		/* seq of the first row that fails, 0 if none */
+	char why[128];
+};
+int db_audit_verify(struct db *db, struct db_audit_report *rep);
+
+/* ---------------------------------------------------------------------
+ * API tokens: stored as SHA-256 of the token; the token itself is shown once.
+ */
+enum db_role { DB_ROLE_NONE = 0, DB_ROLE_OPERATOR, DB_ROLE_SECURITY,
+	DB_ROLE_AUTHORIZER, DB_ROLE_ADMIN };
+int db_role_parse(const char *s, enum db_role *out);
+const char *db_role_name(enum db_role r);
+
+/* Creates a token; *token (new, secure heap, secret_free()) is "pvd_" +
+ * 43 base64url characters. */
+int db_token_add(struct db *db, const char *name, enum db_role role, char **token);
+/* Looks a presented token up. ERR_AUTH when unknown or revoked. name is
+ * copied into name_out (at most namelen bytes). */
+int db_token_check(struct db *db, const char *token, enum db_role *role,
+    char *name_out, size_t namelen);
+
+#endif

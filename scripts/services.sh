@@ -1,0 +1,194 @@
+#!/bin/sh
+# Private PostgreSQL 15 and OpenLDAP slapd instances for the demo, the tests
+# and the benchmarks: everything lives in one run directory, listens on
+# 127.0.0.1 only, on free high ports, and is stopped by PID.
+#
+#   scripts/services.sh start DIR [pg] [ldap]   start (both by default)
+#   scripts/services.sh stop DIR                stop whatever DIR runs
+#
+# start writes DIR/services.env (shell syntax) with PGHOST, PGPORT, PGUSER,
+# PGDATABASE, PGPASSFILE, PROVD_DB_CONNINFO, PROVD_DB_PASSWORD_FILE,
+# LDAP_URI, LDAP_BASE, LDAP_BIND_DN, LDAP_PASSWORD_FILE.
+# PROVD_PG_FAST=1 turns fsync off (tests only; never the demo or benchmarks).
+set -eu
+
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+die() { echo "services: $*" >&2; exit 1; }
+
+port_in_use() { ss -ltnH "sport = :$1" 2>/dev/null | grep -q .; }
+
+free_port() {
+	i=0
+	while [ $i -lt 200 ]; do
+		p=$(( $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 30000 + 20000 ))
+		if ! port_in_use "$p" && ! port_in_use $((p + 1)); then echo "$p"; return 0; fi
+		i=$((i + 1))
+	done
+	die "no free port found"
+}
+
+wait_port() {	# port seconds
+	n=0
+	while ! port_in_use "$1"; do
+		n=$((n + 1)); [ $n -gt $(($2 * 20)) ] && return 1
+		sleep 0.05
+	done
+}
+
+wait_port_closed() {
+	n=0
+	while port_in_use "$1"; do
+		n=$((n + 1)); [ $n -gt 200 ] && return 1
+		sleep 0.05
+	done
+}
+
+as_pg() {
+	if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+start_pg() {
+	d=$1/pg
+	mkdir -p "$d"
+	[ "$(id -u)" = 0 ] && chown postgres:postgres "$d"
+	chmod 700 "$d"
+	pw=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+	printf '%s\n' "$pw" > "$d/pwfile"
+	[ "$(id -u)" = 0 ] && chown postgres "$d/pwfile"
+	as_pg "$PGBIN/initdb" -D "$d/data" -U postgres -A scram-sha-256 --pwfile="$d/pwfile" \
+		-E UTF8 --locale=C.UTF-8 --no-sync >"$d/initdb.log" 2>&1 || { cat "$d/initdb.log" >&2; die "initdb failed"; }
+	rm -f "$d/pwfile"
+	port=$(free_port)
+	fast=""
+	[ "${PROVD_PG_FAST:-0}" = 1 ] && fast="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+	as_pg "$PGBIN/pg_ctl" -D "$d/data" -l "$d/pg.log" -w -t 60 \
+		-o "-c listen_addresses=127.0.0.1 -p $port -k $d -c max_connections=200 -c shared_buffers=256MB $fast" \
+		start >/dev/null || { cat "$d/pg.log" >&2; die "postgres did not start"; }
+	# secrets for clients: a libpq password file and a provd secret file
+	printf '127.0.0.1:%s:*:postgres:%s\n' "$port" "$pw" > "$1/pgpass"
+	printf '%s\n' "$pw" > "$1/db.secret"
+	chmod 600 "$1/pgpass" "$1/db.secret"
+	PGPASSFILE=$1/pgpass psql -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -c "create database provd" >/dev/null ||
+		die "create database failed"
+	cat >> "$1/services.env" <<-EOF
+	PGHOST=127.0.0.1
+	PGPORT=$port
+	PGUSER=postgres
+	PGDATABASE=provd
+	PGPASSFILE=$1/pgpass
+	PROVD_DB_CONNINFO='host=127.0.0.1 port=$port dbname=provd user=postgres'
+	PROVD_DB_PASSWORD_FILE=$1/db.secret
+	EOF
+	echo "$port" > "$d/port"
+}
+
+stop_pg() {
+	d=$1/pg
+	[ -f "$d/data/postmaster.pid" ] || return 0
+	as_pg "$PGBIN/pg_ctl" -D "$d/data" -m fast -w -t 30 stop >/dev/null 2>&1 || {
+		pid=$(head -n 1 "$d/data/postmaster.pid" 2>/dev/null || true)
+		[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+	}
+	[ -f "$d/port" ] && wait_port_closed "$(cat "$d/port")" || true
+}
+
+start_ldap() {
+	d=$1/ldap
+	mkdir -p "$d/db" "$d/slapd.d"
+	pw=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+	printf '%s' "$pw" > "$1/ldap.secret"
+	chmod 600 "$1/ldap.secret"
+	hash=$(slappasswd -s "$pw")
+	extra=""
+	for s in "$here"/etc/ldap/*.schema; do
+		[ -f "$s" ] && extra="$extra
+include $s"
+	done
+	cat > "$d/slapd.conf" <<-EOF
+	include /etc/ldap/schema/core.schema
+	include /etc/ldap/schema/cosine.schema
+	include /etc/ldap/schema/inetorgperson.schema
+	include /etc/ldap/schema/nis.schema$extra
+	modulepath /usr/lib/ldap
+	moduleload back_mdb
+	pidfile $d/slapd.pid
+	argsfile $d/slapd.args
+	database mdb
+	maxsize 1073741824
+	suffix "dc=example,dc=org"
+	rootdn "cn=admin,dc=example,dc=org"
+	rootpw $hash
+	directory $d/db
+	index objectClass eq
+	index macAddress eq
+	EOF
+	port=$(free_port)
+	slapd -f "$d/slapd.conf" -F "$d/slapd.d" -h "ldap://127.0.0.1:$port/" >"$d/slapd.log" 2>&1 ||
+		{ cat "$d/slapd.log" >&2; die "slapd did not start"; }
+	wait_port "$port" 10 || die "slapd is not listening on $port"
+	echo "$port" > "$d/port"
+	ldapadd -x -H "ldap://127.0.0.1:$port/" -D "cn=admin,dc=example,dc=org" -y "$1/ldap.secret" >/dev/null <<-EOF
+	dn: dc=example,dc=org
+	objectClass: dcObject
+	objectClass: organization
+	o: Example
+	dc: example
+
+	dn: ou=devices,dc=example,dc=org
+	objectClass: organizationalUnit
+	ou: devices
+
+	dn: ou=users,dc=example,dc=org
+	objectClass: organizationalUnit
+	ou: users
+
+	dn: ou=groups,dc=example,dc=org
+	objectClass: organizationalUnit
+	ou: groups
+	EOF
+	cat >> "$1/services.env" <<-EOF
+	LDAP_URI=ldap://127.0.0.1:$port/
+	LDAP_BASE=dc=example,dc=org
+	LDAP_BIND_DN=cn=admin,dc=example,dc=org
+	LDAP_PASSWORD_FILE=$1/ldap.secret
+	EOF
+}
+
+stop_ldap() {
+	d=$1/ldap
+	[ -f "$d/slapd.pid" ] || return 0
+	pid=$(cat "$d/slapd.pid" 2>/dev/null || true)
+	[ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+	[ -f "$d/port" ] && wait_port_closed "$(cat "$d/port")" || {
+		[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+	}
+	rm -f "$d/slapd.pid"
+}
+
+cmd=${1:-}; dir=${2:-}
+[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: services.sh start|stop DIR [pg] [ldap]"
+case $cmd in
+start)
+	mkdir -p "$dir"
+	dir=$(cd "$dir" && pwd)
+	[ "$(id -u)" = 0 ] && chmod 755 "$dir"
+	shift 2
+	what=${*:-pg ldap}
+	: > "$dir/services.env"
+	for w in $what; do
+		case $w in
+		pg) start_pg "$dir" ;;
+		ldap) start_ldap "$dir" ;;
+		*) die "unknown service $w" ;;
+		esac
+	done
+	;;
+stop)
+	dir=$(cd "$dir" 2>/dev/null && pwd) || exit 0
+	stop_ldap "$dir"
+	stop_pg "$dir"
+	;;
+*) die "unknown command $cmd" ;;
+esac
