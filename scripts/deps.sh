@@ -7,7 +7,7 @@ PKGS="build-essential pkg-config clang libclang-rt-14-dev
  libssl-dev openssl libpq-dev postgresql-15 postgresql-client-15
  libmicrohttpd-dev libjansson-dev libinih-dev libcurl4-openssl-dev libcmocka-dev
  libldap-dev slapd ldap-utils
- iproute2 procps curl ca-certificates nginx-light wrk"
+ iproute2 procps curl ca-certificates jq nginx-light wrk"
 
 missing=""
 for p in $PKGS; do

@@ -1,0 +1,493 @@
+/*
+ * main_provctl.c: provctl, the command-line client of the provd REST API
+ * (libcurl + jansson). It holds no logic of its own: every command is one
+ * or two API calls, and errors are the API's sentences with the request id.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+
+#include "common/common.h"
+
+#define DEFAULT_URL "http://127.0.0.1:8440"
+#define MAX_RESPONSE (64u << 20)
+
+struct ctl {
+	const char *url;
+	char *token;			/* secure heap */
+	const char *cacert;
+	int verbose;
+};
+
+struct buf {
+	char *data;
+	size_t len;
+	int too_big;
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: provctl [--url URL] [--token-file FILE] [--cacert FILE] COMMAND\n"
+	    "\n"
+	    "commands:\n"
+	    "  health\n"
+	    "  issue --mac ADDR --csr FILE [--owner NAME] [--group NAME]... [--replace] [--out FILE]\n"
+	    "  cert SERIAL [--pem]\n"
+	    "  revoke ADDR|--serial SERIAL [--reason REASON]\n"
+	    "  crl [--pem] [--out FILE]\n"
+	    "  audit verify\n"
+	    "\n"
+	    "The API address comes from --url, $PROVD_URL or " DEFAULT_URL ";\n"
+	    "the API token from --token-file, $PROVD_TOKEN_FILE or $PROVD_TOKEN.\n");
+}
+
+static size_t
+on_data(char *p, size_t size, size_t n, void *arg)
+{
+	struct buf *b = arg;
+	size_t len = size * n;
+
+	if (b->len + len > MAX_RESPONSE) {
+		b->too_big = 1;
+		return 0;
+	}
+	char *nd = realloc(b->data, b->len + len + 1);
+	if (nd == NULL)
+		return 0;
+	memcpy(nd + b->len, p, len);
+	b->data = nd;
+	b->len += len;
+	b->data[b->len] = '\0';
+	return len;
+}
+
+/*
+ * One API call. body may be NULL. On success returns the HTTP status and
+ * fills out (caller frees out->data); on transport failure prints why and
+ * returns -1.
+ */
+static long
+api(struct ctl *c, const char *method, const char *path, const char *body, struct buf *out)
+{
+	CURL *h = curl_easy_init();
+	struct curl_slist *hdr = NULL;
+	char url[2048], *auth = NULL;
+	long status = -1;
+	CURLcode cr;
+
+	memset(out, 0, sizeof(*out));
+	if (h == NULL)
+		return -1;
+	snprintf(url, sizeof(url), "%s%s", c->url, path);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT, 60L);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (c->cacert != NULL)
+		curl_easy_setopt(h, CURLOPT_CAINFO, c->cacert);
+	if (c->token != NULL) {
+		size_t len = strlen(c->token) + 32;
+		if ((auth = OPENSSL_secure_zalloc(len)) == NULL)
+			goto out;
+		snprintf(auth, len, "Authorization: Bearer %s", c->token);
+		hdr = curl_slist_append(hdr, auth);
+	}
+	if (body != NULL) {
+		hdr = curl_slist_append(hdr, "Content-Type: application/json");
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	}
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdr);
+	if ((cr = curl_easy_perform(h)) != CURLE_OK) {
+		fprintf(stderr, "provctl: %s: %s\n", c->url,
+		    out->too_big ? "response too large" : curl_easy_strerror(cr));
+		free(out->data);
+		memset(out, 0, sizeof(*out));
+		goto out;
+	}
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+out:
+	curl_slist_free_all(hdr);
+	if (auth != NULL)
+		OPENSSL_secure_clear_free(auth, strlen(auth) + 1);
+	curl_easy_cleanup(h);
+	return status;
+}
+
+/* Prints the API's error sentence; returns the exit status 1. */
+static int
+api_error(long status, const struct buf *b)
+{
+	json_t *j = b->data ? json_loadb(b->data, b->len, 0, NULL) : NULL;
+	json_t *e = json_object_get(j, "error");
+	const char *msg = json_string_value(json_object_get(e, "message"));
+	const char *id = json_string_value(json_object_get(e, "request_id"));
+
+	if (msg != NULL)
+		fprintf(stderr, "provctl: %s (HTTP %ld, request %s)\n", msg, status, id ? id : "-");
+	else
+		fprintf(stderr, "provctl: HTTP %ld\n", status);
+	json_decref(j);
+	return 1;
+}
+
+static json_t *
+parse_json(const struct buf *b)
+{
+	json_t *j = b->data ? json_loadb(b->data, b->len, 0, NULL) : NULL;
+
+	if (j == NULL)
+		fprintf(stderr, "provctl: the server's answer is not JSON\n");
+	return j;
+}
+
+static int
+write_out(const char *path, const char *data, size_t len)
+{
+	if (path == NULL) {
+		fwrite(data, 1, len, stdout);
+		return 0;
+	}
+	if (file_write_atomic(path, data, len, 0644) != 0) {
+		fprintf(stderr, "provctl: cannot write %s\n", path);
+		return 1;
+	}
+	return 0;
+}
+
+static int
+cmd_health(struct ctl *c)
+{
+	struct buf b;
+	long st = api(c, "GET", "/v1/health", NULL, &b);
+
+	if (st < 0)
+		return 1;
+	printf("%s\n", b.data ? b.data : "");
+	free(b.data);
+	return st == 200 ? 0 : 1;
+}
+
+static int
+cmd_issue(struct ctl *c, int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "mac", required_argument, NULL, 'm' },
+		{ "csr", required_argument, NULL, 'c' },
+		{ "owner", required_argument, NULL, 'o' },
+		{ "group", required_argument, NULL, 'g' },
+		{ "replace", no_argument, NULL, 'r' },
+		{ "out", required_argument, NULL, 'O' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *mac = NULL, *csrfile = NULL, *owner = NULL, *outpath = NULL;
+	json_t *groups = json_array(), *req = NULL, *resp = NULL;
+	char *csr = NULL, *body = NULL;
+	int replace = 0, ch, rc = 1;
+	struct buf b = { 0 };
+	long st;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
+		switch (ch) {
+		case 'm': mac = optarg; break;
+		case 'c': csrfile = optarg; break;
+		case 'o': owner = optarg; break;
+		case 'g': json_array_append_new(groups, json_string(optarg)); break;
+		case 'r': replace = 1; break;
+		case 'O': outpath = optarg; break;
+		default: usage(stderr); rc = 2; goto out;
+		}
+	}
+	if (mac == NULL || csrfile == NULL || optind != argc) {
+		fprintf(stderr, "provctl: issue needs --mac and --csr\n");
+		rc = 2;
+		goto out;
+	}
+	if (file_read_all(csrfile, 65536, &csr, NULL) != 0) {
+		fprintf(stderr, "provctl: cannot read %s (or it is over 64 KiB)\n", csrfile);
+		goto out;
+	}
+	req = json_pack("{s:s,s:s,s:b}", "mac", mac, "csr", csr, "replace", replace);
+	if (req == NULL) {
+		fprintf(stderr, "provctl: %s is not text (give a PEM CSR)\n", csrfile);
+		goto out;
+	}
+	if (owner != NULL)
+		json_object_set_new(req, "owner", json_string(owner));
+	if (json_array_size(groups) > 0)
+		json_object_set(req, "groups", groups);
+	body = json_dumps(req, JSON_COMPACT);
+	if ((st = api(c, "POST", "/v1/certificates", body, &b)) < 0)
+		goto out;
+	if (st != 201) {
+		rc = api_error(st, &b);
+		goto out;
+	}
+	if ((resp = parse_json(&b)) == NULL)
+		goto out;
+	const char *pem = json_string_value(json_object_get(resp, "certificate"));
+	if (pem == NULL)
+		goto out;
+	fprintf(stderr, "issued serial %s for %s, fingerprint sha256 %s, valid until %s\n",
+	    json_string_value(json_object_get(resp, "serial")),
+	    json_string_value(json_object_get(resp, "mac")),
+	    json_string_value(json_object_get(resp, "fingerprint_sha256")),
+	    json_string_value(json_object_get(resp, "not_after")));
+	rc = write_out(outpath, pem, strlen(pem));
+out:
+	free(csr);
+	free(body);
+	free(b.data);
+	json_decref(groups);
+	json_decref(req);
+	json_decref(resp);
+	return rc;
+}
+
+static int
+cmd_cert(struct ctl *c, int argc, char **argv)
+{
+	char path[256];
+	struct buf b;
+	json_t *j;
+	long st;
+	int pem = argc == 3 && strcmp(argv[2], "--pem") == 0;
+
+	if (argc != 2 && !pem) {
+		usage(stderr);
+		return 2;
+	}
+	snprintf(path, sizeof(path), "/v1/certificates/%.64s", argv[1]);
+	if ((st = api(c, "GET", path, NULL, &b)) < 0)
+		return 1;
+	if (st != 200) {
+		int rc = api_error(st, &b);
+		free(b.data);
+		return rc;
+	}
+	if ((j = parse_json(&b)) == NULL) {
+		free(b.data);
+		return 1;
+	}
+	if (pem)
+		fputs(json_string_value(json_object_get(j, "certificate")), stdout);
+	else {
+		json_object_del(j, "certificate");
+		json_dumpf(j, stdout, JSON_INDENT(2));
+		putchar('\n');
+	}
+	json_decref(j);
+	free(b.data);
+	return 0;
+}
+
+static int
+cmd_revoke(struct ctl *c, int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "serial", required_argument, NULL, 's' },
+		{ "reason", required_argument, NULL, 'r' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *serial = NULL, *reason = "unspecified", *mac = NULL;
+	char path[256], *body = NULL;
+	struct buf b = { 0 };
+	json_t *req, *resp;
+	int ch, rc = 1;
+	long st;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
+		switch (ch) {
+		case 's': serial = optarg; break;
+		case 'r': reason = optarg; break;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc)
+		mac = argv[optind++];
+	if ((mac == NULL) == (serial == NULL) || optind != argc) {
+		fprintf(stderr, "provctl: revoke takes a device address or --serial\n");
+		return 2;
+	}
+	if (mac != NULL)
+		snprintf(path, sizeof(path), "/v1/devices/%.32s/revoke", mac);
+	else
+		snprintf(path, sizeof(path), "/v1/certificates/%.64s/revoke", serial);
+	req = json_pack("{s:s}", "reason", reason);
+	body = json_dumps(req, JSON_COMPACT);
+	json_decref(req);
+	if ((st = api(c, "POST", path, body, &b)) < 0)
+		goto out;
+	if (st != 200) {
+		rc = api_error(st, &b);
+		goto out;
+	}
+	if ((resp = parse_json(&b)) == NULL)
+		goto out;
+	printf("revoked %s (%s), serial %s\n",
+	    json_string_value(json_object_get(resp, "mac")),
+	    json_string_value(json_object_get(resp, "revocation_reason")),
+	    json_string_value(json_object_get(resp, "serial")));
+	json_decref(resp);
+	rc = 0;
+out:
+	free(body);
+	free(b.data);
+	return rc;
+}
+
+static int
+cmd_crl(struct ctl *c, int argc, char **argv)
+{
+	const char *outpath = NULL;
+	int pem = 0, rc;
+	struct buf b;
+	long st;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--pem") == 0)
+			pem = 1;
+		else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
+			outpath = argv[++i];
+		else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	if ((st = api(c, "GET", pem ? "/v1/crl?format=pem" : "/v1/crl", NULL, &b)) < 0)
+		return 1;
+	if (st != 200)
+		rc = api_error(st, &b);
+	else if (!pem && outpath == NULL && isatty(1)) {
+		fprintf(stderr, "provctl: the CRL is binary DER; use --pem or --out FILE\n");
+		rc = 1;
+	} else
+		rc = write_out(outpath, b.data ? b.data : "", b.len);
+	free(b.data);
+	return rc;
+}
+
+static int
+cmd_audit(struct ctl *c, int argc, char **argv)
+{
+	struct buf b;
+	json_t *j;
+	long st;
+	int rc = 1;
+
+	if (argc != 2 || strcmp(argv[1], "verify") != 0) {
+		usage(stderr);
+		return 2;
+	}
+	if ((st = api(c, "POST", "/v1/audit/verify", NULL, &b)) < 0)
+		return 1;
+	if (st != 200) {
+		rc = api_error(st, &b);
+		free(b.data);
+		return rc;
+	}
+	if ((j = parse_json(&b)) != NULL) {
+		if (json_is_true(json_object_get(j, "ok"))) {
+			printf("audit chain OK (%lld rows)\n",
+			    (long long)json_integer_value(json_object_get(j, "rows")));
+			rc = 0;
+		} else
+			printf("audit chain BROKEN at seq %lld: %s\n",
+			    (long long)json_integer_value(json_object_get(j, "first_bad_seq")),
+			    json_string_value(json_object_get(j, "why")));
+		json_decref(j);
+	}
+	free(b.data);
+	return rc;
+}
+
+static int
+load_token(struct ctl *c, const char *file)
+{
+	const char *env = getenv("PROVD_TOKEN");
+
+	if (file == NULL)
+		file = getenv("PROVD_TOKEN_FILE");
+	if (file != NULL && *file != '\0') {
+		if (secret_read_file(file, &c->token) != 0) {
+			fprintf(stderr, "provctl: cannot read the token file %s\n", file);
+			return -1;
+		}
+		return 0;
+	}
+	if (env != NULL && *env != '\0') {
+		size_t len = strlen(env) + 1;
+		if ((c->token = OPENSSL_secure_zalloc(len)) == NULL)
+			return -1;
+		memcpy(c->token, env, len);
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "url", required_argument, NULL, 'u' },
+		{ "token-file", required_argument, NULL, 't' },
+		{ "cacert", required_argument, NULL, 'C' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ctl c = { 0 };
+	const char *token_file = NULL;
+	int ch, rc;
+
+	c.url = getenv("PROVD_URL");
+	if (c.url == NULL || *c.url == '\0')
+		c.url = DEFAULT_URL;
+	while ((ch = getopt_long(argc, argv, "+h", lopts, NULL)) != -1) {
+		switch (ch) {
+		case 'u': c.url = optarg; break;
+		case 't': token_file = optarg; break;
+		case 'C': c.cacert = optarg; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1) {
+		usage(stderr);
+		return 2;
+	}
+	CRYPTO_secure_malloc_init(1 << 14, 32);
+	if (load_token(&c, token_file) != 0)
+		return 1;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (strcmp(argv[0], "health") == 0)
+		rc = cmd_health(&c);
+	else if (strcmp(argv[0], "issue") == 0)
+		rc = cmd_issue(&c, argc, argv);
+	else if (strcmp(argv[0], "cert") == 0)
+		rc = cmd_cert(&c, argc, argv);
+	else if (strcmp(argv[0], "revoke") == 0)
+		rc = cmd_revoke(&c, argc, argv);
+	else if (strcmp(argv[0], "crl") == 0)
+		rc = cmd_crl(&c, argc, argv);
+	else if (strcmp(argv[0], "audit") == 0)
+		rc = cmd_audit(&c, argc, argv);
+	else {
+		usage(stderr);
+		rc = 2;
+	}
+	secret_free(c.token);
+	curl_global_cleanup();
+	return rc;
+}

@@ -1,0 +1,368 @@
+/*
+ * main_provd.c: the provd program — configuration check, database
+ * migrations, CA initialisation, API tokens, the daemon itself, and the
+ * internal "signer" entry point that the daemon re-executes.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <openssl/crypto.h>
+
+#include "common/common.h"
+#include "ca/ca.h"
+#include "db/db.h"
+#include "server/server.h"
+
+#define DEFAULT_CONF "/etc/provd/provd.conf"
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: provd [-c FILE] [-d] COMMAND\n"
+	    "       provd [-c FILE] -n            check the configuration\n"
+	    "\n"
+	    "commands:\n"
+	    "  run                          run the daemon in the foreground\n"
+	    "  migrate                      apply database migrations\n"
+	    "  ca init [--cn NAME] [--org ORG] [--two-tier] [--days N] [--force]\n"
+	    "  ca init --import-cert FILE --import-key FILE [--force]\n"
+	    "  token add --role operator|security|authorizer|admin [--name NAME]\n"
+	    "  audit verify                 verify the audit log's hash chain\n"
+	    "\n"
+	    "options:\n"
+	    "  -c FILE   configuration file (default $PROVD_CONF or " DEFAULT_CONF ")\n"
+	    "  -d        debug logging\n"
+	    "  -n        check the configuration and exit\n");
+}
+
+static int
+load_config(const char *path, struct config **cfg, int debug)
+{
+	char err[512];
+
+	if (config_load(path, cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "provd: %s\n", err);
+		return -1;
+	}
+	log_init("provd", debug ? LOG_LVL_DEBUG : (*cfg)->log_level, (*cfg)->log_json,
+	    (*cfg)->log_syslog);
+	return 0;
+}
+
+static int
+cmd_check(const char *conf)
+{
+	struct config *cfg = NULL;
+	char err[512];
+
+	if (config_load(conf, &cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "provd: %s\n", err);
+		return 1;
+	}
+	if (config_check_files(cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "provd: %s: %s\n", conf, err);
+		config_free(cfg);
+		return 1;
+	}
+	config_free(cfg);
+	printf("configuration OK\n");
+	return 0;
+}
+
+static int
+cmd_migrate(const struct config *cfg)
+{
+	struct db *db = NULL;
+	int applied = 0, version = 0, r;
+
+	if ((r = db_open(cfg, &db)) != 0) {
+		fprintf(stderr, "provd: cannot connect to the database: %s\n", provd_strerror(r));
+		return 1;
+	}
+	if ((r = db_migrate(db, &applied)) != 0 || (r = db_schema_version(db, &version)) != 0) {
+		fprintf(stderr, "provd: migration failed: %s (see the log above)\n", provd_strerror(r));
+		db_close(db);
+		return 1;
+	}
+	printf("migrations: %d applied, schema version %d\n", applied, version);
+	db_close(db);
+	return 0;
+}
+
+static int
+cmd_ca(const struct config *cfg, int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "cn", required_argument, NULL, 'C' },
+		{ "org", required_argument, NULL, 'O' },
+		{ "two-tier", no_argument, NULL, 'T' },
+		{ "days", required_argument, NULL, 'D' },
+		{ "import-cert", required_argument, NULL, 'I' },
+		{ "import-key", required_argument, NULL, 'K' },
+		{ "force", no_argument, NULL, 'F' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ca_init_opts o = { .dir = cfg->ca_dir, .days = 3650 };
+	char err[512];
+	int c;
+	int64_t days;
+
+	if (argc < 2 || strcmp(argv[1], "init") != 0) {
+		usage(stderr);
+		return 2;
+	}
+	optind = 0;
+	argv++;
+	argc--;
+	while ((c = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
+		switch (c) {
+		case 'C': o.common_name = optarg; break;
+		case 'O': o.organization = optarg; break;
+		case 'T': o.two_tier = 1; break;
+		case 'D':
+			if (parse_int64(optarg, 1, 36500, &days) != 0) {
+				fprintf(stderr, "provd: --days must be 1..36500\n");
+				return 2;
+			}
+			o.days = (int)days;
+			break;
+		case 'I': o.import_cert = optarg; break;
+		case 'K': o.import_key = optarg; break;
+		case 'F': o.force = 1; break;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc || (o.import_cert == NULL) != (o.import_key == NULL)) {
+		usage(stderr);
+		return 2;
+	}
+	if (ca_init(&o, err, sizeof(err)) != 0) {
+		fprintf(stderr, "provd: ca init: %s\n", err);
+		return 1;
+	}
+	printf("CA ready in %s (chain.pem is what devices receive)\n", cfg->ca_dir);
+	return 0;
+}
+
+static int
+cmd_token(const struct config *cfg, int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "role", required_argument, NULL, 'r' },
+		{ "name", required_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 },
+	};
+	enum db_role role = DB_ROLE_NONE;
+	const char *name = NULL;
+	char defname[64];
+	struct db *db = NULL;
+	char *token = NULL;
+	int c, r;
+
+	if (argc < 2 || strcmp(argv[1], "add") != 0) {
+		usage(stderr);
+		return 2;
+	}
+	optind = 0;
+	argv++;
+	argc--;
+	while ((c = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			if (db_role_parse(optarg, &role) != 0) {
+				fprintf(stderr, "provd: unknown role \"%s\" (operator, security, authorizer, admin)\n", optarg);
+				return 2;
+			}
+			break;
+		case 'n': name = optarg; break;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (role == DB_ROLE_NONE || optind != argc) {
+		fprintf(stderr, "provd: token add needs --role\n");
+		return 2;
+	}
+	if (name == NULL) {
+		snprintf(defname, sizeof(defname), "%s-%ld", db_role_name(role), (long)time(NULL));
+		name = defname;
+	}
+	if ((r = db_open(cfg, &db)) != 0) {
+		fprintf(stderr, "provd: cannot connect to the database: %s\n", provd_strerror(r));
+		return 1;
+	}
+	r = db_token_add(db, name, role, &token);
+	db_close(db);
+	if (r != 0) {
+		fprintf(stderr, "provd: token add: %s%s\n", provd_strerror(r),
+		    r == ERR_CONFLICT ? " (a token with this name exists)" : "");
+		return 1;
+	}
+	/* shown once; only its hash is stored */
+	printf("%s\n", token);
+	fflush(stdout);
+	secret_free(token);
+	fprintf(stderr, "token \"%s\" with role %s created; store it now, it is not shown again\n",
+	    name, db_role_name(role));
+	return 0;
+}
+
+static int
+cmd_audit(const struct config *cfg, int argc, char **argv)
+{
+	struct db *db = NULL;
+	struct db_audit_report rep = { 0 };
+	int r;
+
+	if (argc != 2 || strcmp(argv[1], "verify") != 0) {
+		usage(stderr);
+		return 2;
+	}
+	if ((r = db_open(cfg, &db)) != 0) {
+		fprintf(stderr, "provd: cannot connect to the database: %s\n", provd_strerror(r));
+		return 1;
+	}
+	r = db_audit_verify(db, &rep);
+	db_close(db);
+	if (r != 0) {
+		fprintf(stderr, "provd: audit verify: %s\n", provd_strerror(r));
+		return 1;
+	}
+	if (rep.first_bad != 0) {
+		printf("audit chain BROKEN at seq %lld: %s (%lld rows checked)\n",
+		    (long long)rep.first_bad, rep.why, (long long)rep.rows);
+		return 1;
+	}
+	printf("audit chain OK (%lld rows)\n", (long long)rep.rows);
+	return 0;
+}
+
+static int
+cmd_run(const struct config *cfg, const char *conf)
+{
+	struct server *srv = NULL;
+	char self[PATH_MAX], abs_conf[PATH_MAX];
+	sigset_t set;
+	ssize_t n;
+	int sig;
+
+	if ((n = readlink("/proc/self/exe", self, sizeof(self) - 1)) < 0) {
+		fprintf(stderr, "provd: cannot find its own executable: %s\n", strerror(errno));
+		return 1;
+	}
+	self[n] = '\0';
+	if (realpath(conf, abs_conf) == NULL) {
+		fprintf(stderr, "provd: %s: %s\n", conf, strerror(errno));
+		return 1;
+	}
+	/* signals are taken by sigwait below; every thread inherits the mask */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (server_start(cfg, self, abs_conf, &srv) != 0) {
+		fprintf(stderr, "provd: cannot start (see the log above)\n");
+		return 1;
+	}
+	printf("provd listening on %s:%d\n", cfg->listen, server_port(srv));
+	fflush(stdout);
+	for (;;) {
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			log_info("SIGHUP: configuration is read at start; restart provd to apply changes");
+			continue;
+		}
+		break;
+	}
+	log_info("signal %d: shutting down", sig);
+	server_stop(srv);
+	return 0;
+}
+
+static int
+cmd_signer(int argc, char **argv)
+{
+	struct config *cfg = NULL;
+	const char *conf = NULL;
+	int64_t fd = -1;
+
+	for (int i = 1; i + 1 < argc; i += 2) {
+		if (strcmp(argv[i], "--fd") == 0 && parse_int64(argv[i + 1], 0, 1024, &fd) == 0)
+			continue;
+		if (strcmp(argv[i], "-c") == 0) {
+			conf = argv[i + 1];
+			continue;
+		}
+		fd = -1;
+		break;
+	}
+	if (fd < 0 || conf == NULL) {
+		fprintf(stderr, "provd signer: internal command, started by provd run\n");
+		return 2;
+	}
+	CRYPTO_secure_malloc_init(1 << 16, 32);
+	if (load_config(conf, &cfg, 0) != 0)
+		return 1;
+	log_init("provd-signer", cfg->log_level, cfg->log_json, cfg->log_syslog);
+	int r = ca_signer_main((int)fd, cfg);
+	config_free(cfg);
+	return r;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *conf = getenv("PROVD_CONF");
+	struct config *cfg = NULL;
+	int c, check = 0, debug = 0, rc;
+
+	if (conf == NULL || *conf == '\0')
+		conf = DEFAULT_CONF;
+	if (argc > 1 && strcmp(argv[1], "signer") == 0)
+		return cmd_signer(argc - 1, argv + 1);
+	while ((c = getopt(argc, argv, "+c:dnh")) != -1) {
+		switch (c) {
+		case 'c': conf = optarg; break;
+		case 'd': debug = 1; break;
+		case 'n': check = 1; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (check)
+		return cmd_check(conf);
+	if (argc < 1) {
+		usage(stderr);
+		return 2;
+	}
+	CRYPTO_secure_malloc_init(1 << 16, 32);
+	if (load_config(conf, &cfg, debug) != 0)
+		return 1;
+	if (strcmp(argv[0], "run") == 0 && argc == 1)
+		rc = cmd_run(cfg, conf);
+	else if (strcmp(argv[0], "migrate") == 0 && argc == 1)
+		rc = cmd_migrate(cfg);
+	else if (strcmp(argv[0], "ca") == 0)
+		rc = cmd_ca(cfg, argc, argv);
+	else if (strcmp(argv[0], "token") == 0)
+		rc = cmd_token(cfg, argc, argv);
+	else if (strcmp(argv[0], "audit") == 0)
+		rc = cmd_audit(cfg, argc, argv);
+	else {
+		usage(stderr);
+		rc = 2;
+	}
+	config_free(cfg);
+	return rc;
+}

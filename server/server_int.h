@@ -1,0 +1,136 @@
+/*
+ * server_int.h: what the HTTP core (http.c) and the route files share —
+ * the request context, the route table entry, response helpers.
+ */
+#ifndef PROVD_SERVER_INT_H
+#define PROVD_SERVER_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "common/common.h"
+#include "ca/ca.h"
+#include "db/db.h"
+#include "server/server.h"
+
+#define ROUTE_MAX_PARAMS 2
+#define REQ_ID_LEN 20
+
+/* Role bits a route accepts; 0 means no authentication. */
+#define ROLE_BIT(r) (1u << (r))
+#define ROLES_READ (ROLE_BIT(DB_ROLE_OPERATOR) | ROLE_BIT(DB_ROLE_SECURITY) | ROLE_BIT(DB_ROLE_ADMIN))
+#define ROLES_ISSUE (ROLE_BIT(DB_ROLE_OPERATOR) | ROLE_BIT(DB_ROLE_ADMIN))
+#define ROLES_REVOKE (ROLE_BIT(DB_ROLE_OPERATOR) | ROLE_BIT(DB_ROLE_SECURITY) | ROLE_BIT(DB_ROLE_ADMIN))
+#define ROLES_AUDIT (ROLE_BIT(DB_ROLE_SECURITY) | ROLE_BIT(DB_ROLE_ADMIN))
+
+struct req;
+struct server;
+
+/* A route handler either fills the response (req_reply_*) and returns, or
+ * suspends the request (req_suspend) and completes it later with
+ * req_complete(). */
+typedef void route_fn(struct server *s, struct req *rq);
+
+struct route {
+	const char *method;
+	const char *pattern;		/* "/v1/certificates/{}": {} is one segment */
+	route_fn *fn;
+	unsigned roles;			/* 0: public */
+	int has_body;			/* expects a JSON body */
+};
+
+struct metrics {
+	atomic_ullong http_2xx, http_4xx, http_5xx;
+	atomic_ullong issued, issue_failed, revoked, crl_generated;
+	atomic_ullong issue_lat_buckets[12];	/* cumulative at export */
+	atomic_ullong issue_lat_sum_us, issue_lat_count;
+};
+
+struct server {
+	const struct config *cfg;
+	struct MHD_Daemon *mhd;
+	struct db *db;
+	struct db_writer *writer;
+	struct ca_signer *signer;
+	struct ca_policy policy;
+	char *chain_pem;		/* CA chain handed out with certificates */
+	int port;
+	struct metrics m;
+	/* API token cache */
+	pthread_mutex_t tok_mu;
+	struct tok_entry {
+		uint8_t hash[32];
+		enum db_role role;
+		char name[64];
+		uint64_t expires_ns;
+	} tok_cache[256];
+	/* CRL cache */
+	pthread_mutex_t crl_mu;
+	uint8_t *crl_der;
+	size_t crl_len;
+	uint64_t crl_made_ns;
+	atomic_int crl_stale;
+};
+
+struct req {
+	char id[REQ_ID_LEN];
+	uint64_t t0;
+	struct MHD_Connection *conn;
+	const struct route *route;
+	char method[8];
+	char url[256];
+	char params[ROUTE_MAX_PARAMS][128];
+	int nparams;
+	/* body */
+	char *body;
+	size_t len;
+	int too_big;
+	json_t *json;			/* parsed body, when route->has_body */
+	/* caller */
+	enum db_role role;
+	char actor[64];
+	/* response */
+	int status;
+	char *resp;			/* owned */
+	size_t resp_len;
+	const char *resp_type;		/* static */
+	int responded;			/* response ready to queue */
+	int suspended;
+	int queued;			/* handed to libmicrohttpd */
+	/* route private state, freed by its cleanup */
+	void *priv;
+	void (*priv_free)(void *);
+};
+
+/* JSON reply: steals obj. */
+void req_reply_json(struct req *rq, int status, json_t *obj);
+/* Raw reply: takes ownership of a malloc'd buffer. */
+void req_reply_raw(struct req *rq, int status, const char *type, char *buf, size_t len);
+/* Error reply from the one error table; public_msg overrides the table's
+ * message when not NULL (it must hold nothing internal). */
+void req_reply_error(struct req *rq, int err, const char *public_msg);
+/* Marks the request as waiting for another thread; call before handing it
+ * off. req_complete() then resumes it (from any thread) once a reply is set. */
+void req_suspend(struct req *rq);
+void req_complete(struct req *rq);
+
+/* Checks that obj has only the listed keys; writes the first unknown key
+ * into why. */
+int json_only_keys(json_t *obj, const char *const *keys, char *why, size_t whylen);
+
+/* Routes, defined in routes_*.c */
+extern const struct route routes_table[];
+extern const size_t routes_count;
+
+void route_health(struct server *s, struct req *rq);
+void route_metrics(struct server *s, struct req *rq);
+void route_cert_issue(struct server *s, struct req *rq);
+void route_cert_get(struct server *s, struct req *rq);
+void route_cert_revoke(struct server *s, struct req *rq);
+void route_device_revoke(struct server *s, struct req *rq);
+void route_crl(struct server *s, struct req *rq);
+void route_audit_verify(struct server *s, struct req *rq);
+
+#endif
