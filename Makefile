@@ -15,15 +15,15 @@ CC       ?= gcc
 SAN      ?=
 
 PKGS     := openssl libpq libmicrohttpd jansson inih ldap lber libcurl
-CPPFLAGS += -D_GNU_SOURCE -I. -I$(BUILD)/gen
+override CPPFLAGS += -D_GNU_SOURCE -I. -I$(BUILD)/gen
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c17 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla \
+override CFLAGS += -std=c17 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla \
             -fno-strict-aliasing -fstack-protector-strong -pthread \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
+override LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
 ifneq ($(SAN),)
-CFLAGS   += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LDFLAGS  += -fsanitize=address,undefined
+override CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+override LDFLAGS += -fsanitize=address,undefined
 endif
 
 # Libraries, in link order (a library may use those after it).
