@@ -553,6 +553,10 @@ server_start(const struct config *cfg, const char *self, const char *conf,
 		r = ERR_IO;
 		goto fail;
 	}
+	if (cfg->tls_cert == NULL && strcmp(cfg->listen, "127.0.0.1") != 0 &&
+	    strcmp(cfg->listen, "::1") != 0)
+		log_warnx("serving plain HTTP on %s: API tokens cross the network in clear; "
+		    "set server.tls_cert and server.tls_key", cfg->listen);
 	const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
 	s->port = di ? di->port : (int)cfg->port;
 	log_info("listening on %s port %d (%s, %ld threads)", cfg->listen, s->port,

@@ -332,6 +332,7 @@ route_cert_issue(struct server *s, struct req *rq)
 	if ((r = ca_csr_check((const uint8_t *)json_string_value(csr), json_string_length(csr),
 	    &s->policy, &spki, &spkilen, why, sizeof(why))) != 0)
 		goto fail;
+	why[0] = '\0';
 
 	/* the optional-data extension carries owner and groups */
 	if (j->owner != NULL || j->ngroups > 0) {
