@@ -23,7 +23,7 @@
 #define CA_SERIAL_HEX (2 * CA_SERIAL_LEN + 1)
 #define CA_MAX_CSR_DEFAULT 8192
 #define CA_MAX_SPKI 2048
-#define CA_MAX_OPTDATA 4096
+#define CA_MAX_OPTDATA 8192
 
 /* ---------------------------------------------------------------------
  * CA initialisation (provd ca init).

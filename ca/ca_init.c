@@ -1,0 +1,506 @@
+/*
+ * ca_init.c: "provd ca init" — creates a one- or two-tier EC P-256 CA, or
+ * imports an existing CA certificate and key, into the CA directory
+ * (ca.key, ca.crt, root.crt, chain.pem; see ca.h).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "ca/ca_int.h"
+
+#define DEFAULT_CN "provd Root CA"
+#define DEFAULT_DAYS 3650
+#define MAX_DAYS 36500
+#define NAME_MAX_LEN 64			/* ub-common-name, ub-organization-name */
+#define CA_BACKDATE_S 3600		/* tolerate device clocks an hour behind */
+#define IMPORT_MAX_CERTS 16
+#define IMPORT_FILE_MAX (1024 * 1024)
+#define IMPORT_KEY_MAX (64 * 1024)
+
+static void
+set_err(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static int
+no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)u;
+	return -1;
+}
+
+/* 1..NAME_MAX_LEN bytes without control characters (UTF-8 is checked by OpenSSL). */
+static int
+name_ok(const char *s)
+{
+	size_t len = strnlen(s, NAME_MAX_LEN + 1);
+
+	if (len == 0 || len > NAME_MAX_LEN)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return 0;
+	return 1;
+}
+
+/* "X Root CA" -> "X Issuing CA"; anything else gets " Issuing CA" appended. */
+static int
+issuing_name(const char *root_cn, char *out, size_t outlen)
+{
+	static const char root_sfx[] = " Root CA";
+	size_t len = strlen(root_cn), sl = sizeof(root_sfx) - 1;
+	int n;
+
+	if (len >= sl && strcmp(root_cn + len - sl, root_sfx) == 0)
+		n = snprintf(out, outlen, "%.*s Issuing CA", (int)(len - sl), root_cn);
+	else
+		n = snprintf(out, outlen, "%s Issuing CA", root_cn);
+	return n > 0 && (size_t)n < outlen && name_ok(out);
+}
+
+static int
+add_conf_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
+{
+	X509_EXTENSION *ext;
+	int ok;
+
+	if ((ext = X509V3_EXT_nconf_nid(NULL, ctx, nid, value)) == NULL)
+		return 0;
+	ok = X509_add_ext(x, ext, -1);
+	X509_EXTENSION_free(ext);
+	return ok;
+}
+
+/*
+ * A CA certificate for key, signed by issuer/issuer_key, or self-signed when
+ * issuer is NULL. pathlen < 0: no path length constraint.
+ */
+static int
+make_ca_cert(EVP_PKEY *key, const char *cn, const char *org, X509 *issuer,
+    EVP_PKEY *issuer_key, int pathlen, int64_t nb, int64_t na, X509 **out)
+{
+	int r = ERR_CRYPTO;
+	X509 *x = NULL;
+	X509_NAME *name;
+	X509V3_CTX ctx;
+	uint8_t serial[CA_SERIAL_LEN];
+
+	*out = NULL;
+	if ((r = ca_serial_new(serial)) != 0)
+		return r;
+	r = ERR_CRYPTO;
+	if ((x = X509_new()) == NULL || !X509_set_version(x, X509_VERSION_3) ||
+	    ca_serial_to_asn1(serial, X509_get_serialNumber(x)) != 0)
+		goto out;
+	name = X509_get_subject_name(x);
+	if ((org != NULL && !X509_NAME_add_entry_by_NID(name, NID_organizationName,
+	    MBSTRING_UTF8, (const unsigned char *)org, -1, -1, 0)) ||
+	    !X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_UTF8,
+	    (const unsigned char *)cn, -1, -1, 0))
+		goto out;
+	if (!X509_set_issuer_name(x, issuer != NULL ? X509_get_subject_name(issuer) : name) ||
+	    ASN1_TIME_set(X509_getm_notBefore(x), (time_t)nb) == NULL ||
+	    ASN1_TIME_set(X509_getm_notAfter(x), (time_t)na) == NULL ||
+	    !X509_set_pubkey(x, key))
+		goto out;
+	X509V3_set_ctx(&ctx, issuer != NULL ? issuer : x, x, NULL, NULL, 0);
+	if (!add_conf_ext(x, &ctx, NID_basic_constraints,
+	    pathlen >= 0 ? "critical,CA:TRUE,pathlen:0" : "critical,CA:TRUE") ||
+	    !add_conf_ext(x, &ctx, NID_key_usage, "critical,keyCertSign,cRLSign") ||
+	    !add_conf_ext(x, &ctx, NID_subject_key_identifier, "hash") ||
+	    !add_conf_ext(x, &ctx, NID_authority_key_identifier, "keyid:always"))
+		goto out;
+	if (X509_sign(x, issuer_key != NULL ? issuer_key : key, EVP_sha256()) <= 0)
+		goto out;
+	*out = x;
+	x = NULL;
+	r = 0;
+out:
+	if (r != 0)
+		log_ossl("cannot build the CA certificate \"%s\"", cn);
+	X509_free(x);
+	return r;
+}
+
+/* PEM of certs[0..n-1] into a new NUL-terminated buffer (free()). */
+static int
+certs_to_pem(X509 *const *certs, int n, char **out, size_t *outlen)
+{
+	int r = ERR_CRYPTO;
+	BIO *bio = NULL;
+	char *data;
+	long len;
+
+	*out = NULL;
+	if ((bio = BIO_new(BIO_s_mem())) == NULL)
+		goto out;
+	for (int i = 0; i < n; i++)
+		if (!PEM_write_bio_X509(bio, certs[i]))
+			goto out;
+	if ((len = BIO_get_mem_data(bio, &data)) <= 0)
+		goto out;
+	if ((*out = malloc((size_t)len + 1)) == NULL) {
+		r = ERR_NOMEM;
+		goto out;
+	}
+	memcpy(*out, data, (size_t)len);
+	(*out)[len] = '\0';
+	*outlen = (size_t)len;
+	r = 0;
+out:
+	if (r == ERR_CRYPTO)
+		log_ossl("PEM_write_bio_X509");
+	BIO_free(bio);
+	return r;
+}
+
+static int
+write_file(const char *dir, const char *name, const void *data, size_t len,
+    unsigned mode, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	int r;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path)) {
+		set_err(err, errlen, "the CA directory path is too long");
+		return ERR_INVALID;
+	}
+	if ((r = file_write_atomic(path, data, len, mode)) != 0)
+		set_err(err, errlen, "cannot write %s: %s", path, provd_strerror(r));
+	return r;
+}
+
+/* Writes the key (PKCS#8 PEM, 0600) from the secure heap, wiped afterwards. */
+static int
+write_key(const char *dir, EVP_PKEY *key, char *err, size_t errlen)
+{
+	int r = ERR_CRYPTO;
+	BIO *bio = NULL;
+	char *data;
+	long len;
+
+	if ((bio = BIO_new(BIO_s_secmem())) == NULL ||
+	    !PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) ||
+	    (len = BIO_get_mem_data(bio, &data)) <= 0) {
+		log_ossl("cannot encode the CA key");
+		set_err(err, errlen, "cannot encode the CA key");
+		goto out;
+	}
+	r = write_file(dir, "ca.key", data, (size_t)len, 0600, err, errlen);
+out:
+	BIO_free(bio);	/* secmem: cleared on free */
+	return r;
+}
+
+/* Creates dir (0700) unless it is already a directory. */
+static int
+make_dir(const char *dir, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (mkdir(dir, 0700) == 0)
+		return 0;
+	if (errno != EEXIST) {
+		set_err(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+		return ERR_IO;
+	}
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		set_err(err, errlen, "%s exists and is not a directory", dir);
+		return ERR_IO;
+	}
+	return 0;
+}
+
+/* Reads every certificate of a PEM file into certs[]. */
+static int
+read_cert_chain(const char *path, X509 **certs, int *n, char *err, size_t errlen)
+{
+	int r = ERR_INVALID;
+	char *buf = NULL;
+	size_t len = 0;
+	BIO *bio = NULL;
+	X509 *x;
+	unsigned long e;
+
+	*n = 0;
+	if ((r = file_read_all(path, IMPORT_FILE_MAX, &buf, &len)) != 0) {
+		set_err(err, errlen, "cannot read %s: %s", path, provd_strerror(r));
+		goto out;
+	}
+	r = ERR_INVALID;
+	if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL) {
+		r = ERR_NOMEM;
+		goto out;
+	}
+	while ((x = PEM_read_bio_X509(bio, NULL, no_passphrase, NULL)) != NULL) {
+		if (*n == IMPORT_MAX_CERTS) {
+			X509_free(x);
+			set_err(err, errlen, "%s holds more than %d certificates", path,
+			    IMPORT_MAX_CERTS);
+			goto out;
+		}
+		certs[(*n)++] = x;
+	}
+	e = ERR_peek_last_error();
+	if (*n == 0 || ERR_GET_LIB(e) != ERR_LIB_PEM || ERR_GET_REASON(e) != PEM_R_NO_START_LINE) {
+		set_err(err, errlen, "%s is not a PEM certificate file", path);
+		goto out;
+	}
+	ERR_clear_error();
+	r = 0;
+out:
+	ERR_clear_error();
+	BIO_free(bio);
+	free(buf);
+	return r;
+}
+
+static int
+read_private_key(const char *path, EVP_PKEY **out, char *err, size_t errlen)
+{
+	int r;
+	char *buf = NULL;
+	size_t len = 0;
+	BIO *bio = NULL;
+
+	*out = NULL;
+	if ((r = file_read_all(path, IMPORT_KEY_MAX, &buf, &len)) != 0) {
+		set_err(err, errlen, "cannot read %s: %s", path, provd_strerror(r));
+		goto out;
+	}
+	if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL) {
+		r = ERR_NOMEM;
+		goto out;
+	}
+	if ((*out = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)) == NULL) {
+		ERR_clear_error();
+		set_err(err, errlen, "%s is not an unencrypted PEM private key", path);
+		r = ERR_INVALID;
+		goto out;
+	}
+	r = 0;
+out:
+	BIO_free(bio);
+	if (buf != NULL) {
+		OPENSSL_cleanse(buf, len);
+		free(buf);
+	}
+	return r;
+}
+
+/*
+ * Import: certs[0] is the CA to sign with, certs[1..] its issuers up to a
+ * self-signed root. Checks the key matches, it is a CA allowed to sign
+ * certificates and CRLs, and each link of the chain.
+ */
+static int
+check_import(X509 **certs, int n, EVP_PKEY *key, char *err, size_t errlen)
+{
+	uint32_t ku;
+	int64_t na;
+	char why[160];
+
+	if (X509_check_private_key(certs[0], key) != 1) {
+		ERR_clear_error();
+		set_err(err, errlen, "the private key does not match the certificate");
+		return ERR_INVALID;
+	}
+	if (ca_signing_key_ok(key, why, sizeof(why)) != 0) {
+		set_err(err, errlen, "%s", why);
+		return ERR_KEY_POLICY;
+	}
+	if (X509_check_ca(certs[0]) != 1) {
+		set_err(err, errlen, "the certificate is not a CA certificate "
+		    "(basicConstraints CA:TRUE is required)");
+		return ERR_INVALID;
+	}
+	ku = X509_get_key_usage(certs[0]);
+	if ((ku & (KU_KEY_CERT_SIGN | KU_CRL_SIGN)) != (KU_KEY_CERT_SIGN | KU_CRL_SIGN)) {
+		set_err(err, errlen, "the certificate's key usage must allow keyCertSign and cRLSign");
+		return ERR_INVALID;
+	}
+	if (ca_asn1_time_to_unix(X509_get0_notAfter(certs[0]), &na) != 0 ||
+	    na <= (int64_t)time(NULL)) {
+		set_err(err, errlen, "the certificate has expired");
+		return ERR_INVALID;
+	}
+	for (int i = 0; i + 1 < n; i++) {
+		if (X509_check_issued(certs[i + 1], certs[i]) != X509_V_OK ||
+		    X509_verify(certs[i], X509_get0_pubkey(certs[i + 1])) != 1) {
+			ERR_clear_error();
+			set_err(err, errlen, "certificate %d of the file is not issued by "
+			    "certificate %d", i + 1, i + 2);
+			return ERR_INVALID;
+		}
+	}
+	if (X509_self_signed(certs[n - 1], 1) != 1) {
+		ERR_clear_error();
+		set_err(err, errlen, n == 1 ? "the certificate is not self-signed: put its "
+		    "issuers, up to the root, after it in the same file" :
+		    "the last certificate of the file is not a self-signed root");
+		return ERR_INVALID;
+	}
+	return 0;
+}
+
+int
+ca_init(const struct ca_init_opts *o, char *err, size_t errlen)
+{
+	int r = ERR_INTERNAL, n = 0, days;
+	X509 *certs[IMPORT_MAX_CERTS];
+	EVP_PKEY *root_key = NULL, *ca_key = NULL;
+	const char *cn;
+	char path[PATH_MAX], icn[NAME_MAX_LEN + 1];
+	char *pem_ca = NULL, *pem_root = NULL, *pem_chain = NULL;
+	size_t len_ca = 0, len_root = 0, len_chain = 0;
+	struct stat st;
+	int64_t now, nb, na;
+
+	set_err(err, errlen, "internal error");
+	if (o == NULL || o->dir == NULL || o->dir[0] == '\0') {
+		set_err(err, errlen, "no CA directory given");
+		return ERR_INVALID;
+	}
+	cn = o->common_name != NULL ? o->common_name : DEFAULT_CN;
+	days = o->days != 0 ? o->days : DEFAULT_DAYS;
+	if ((o->import_cert == NULL) != (o->import_key == NULL)) {
+		set_err(err, errlen, "an import needs both a certificate and a private key");
+		return ERR_INVALID;
+	}
+	if (o->import_cert != NULL && o->two_tier) {
+		set_err(err, errlen, "an imported CA cannot be combined with two-tier creation");
+		return ERR_INVALID;
+	}
+	if (o->import_cert == NULL) {
+		if (!name_ok(cn)) {
+			set_err(err, errlen, "the common name must be 1..%d printable characters",
+			    NAME_MAX_LEN);
+			return ERR_INVALID;
+		}
+		if (o->organization != NULL && !name_ok(o->organization)) {
+			set_err(err, errlen, "the organization must be 1..%d printable characters",
+			    NAME_MAX_LEN);
+			return ERR_INVALID;
+		}
+		if (o->two_tier && !issuing_name(cn, icn, sizeof(icn))) {
+			set_err(err, errlen, "the common name is too long to derive the issuing "
+			    "CA's name from it");
+			return ERR_INVALID;
+		}
+		if (days < 1 || days > MAX_DAYS) {
+			set_err(err, errlen, "the CA validity must be 1..%d days", MAX_DAYS);
+			return ERR_INVALID;
+		}
+	}
+	if ((size_t)snprintf(path, sizeof(path), "%s/ca.key", o->dir) >= sizeof(path)) {
+		set_err(err, errlen, "the CA directory path is too long");
+		return ERR_INVALID;
+	}
+	if ((r = make_dir(o->dir, err, errlen)) != 0)
+		return r;
+	if (lstat(path, &st) == 0) {
+		if (!o->force) {
+			set_err(err, errlen, "%s already exists; refusing to overwrite the CA "
+			    "without force", path);
+			return ERR_CONFLICT;
+		}
+	} else if (errno != ENOENT) {
+		set_err(err, errlen, "cannot check %s: %s", path, strerror(errno));
+		return ERR_IO;
+	}
+
+	if (o->import_cert != NULL) {
+		if ((r = read_cert_chain(o->import_cert, certs, &n, err, errlen)) != 0 ||
+		    (r = read_private_key(o->import_key, &ca_key, err, errlen)) != 0 ||
+		    (r = check_import(certs, n, ca_key, err, errlen)) != 0)
+			goto out;
+	} else {
+		now = (int64_t)time(NULL);
+		nb = now - CA_BACKDATE_S;
+		na = now + (int64_t)days * 86400;
+		r = ERR_CRYPTO;
+		if ((root_key = EVP_EC_gen("P-256")) == NULL) {
+			log_ossl("EC key generation");
+			set_err(err, errlen, "cannot generate the CA key");
+			goto out;
+		}
+		if ((r = make_ca_cert(root_key, cn, o->organization, NULL, NULL, -1, nb, na,
+		    &certs[0])) != 0) {
+			set_err(err, errlen, "cannot create the root CA certificate");
+			goto out;
+		}
+		n = 1;
+		if (o->two_tier) {
+			if ((ca_key = EVP_EC_gen("P-256")) == NULL) {
+				log_ossl("EC key generation");
+				set_err(err, errlen, "cannot generate the issuing CA key");
+				r = ERR_CRYPTO;
+				goto out;
+			}
+			/* chain order: issuing CA first, then the root */
+			certs[1] = certs[0];
+			certs[0] = NULL;
+			n = 2;
+			if ((r = make_ca_cert(ca_key, icn, o->organization, certs[1], root_key,
+			    0, nb, na, &certs[0])) != 0) {
+				set_err(err, errlen, "cannot create the issuing CA certificate");
+				goto out;
+			}
+		} else {
+			ca_key = root_key;
+			root_key = NULL;
+		}
+	}
+
+	if ((r = certs_to_pem(&certs[0], 1, &pem_ca, &len_ca)) != 0 ||
+	    (r = certs_to_pem(&certs[n - 1], 1, &pem_root, &len_root)) != 0 ||
+	    (r = certs_to_pem(certs, n, &pem_chain, &len_chain)) != 0) {
+		set_err(err, errlen, "cannot encode the CA certificates");
+		goto out;
+	}
+	/* ca.key last: its presence means a complete CA directory */
+	if ((r = write_file(o->dir, "root.crt", pem_root, len_root, 0644, err, errlen)) != 0 ||
+	    (r = write_file(o->dir, "chain.pem", pem_chain, len_chain, 0644, err, errlen)) != 0 ||
+	    (r = write_file(o->dir, "ca.crt", pem_ca, len_ca, 0644, err, errlen)) != 0 ||
+	    (r = write_key(o->dir, ca_key, err, errlen)) != 0)
+		goto out;
+	log_info("CA in %s: %s%s", o->dir, o->import_cert != NULL ? "imported" : "created",
+	    o->two_tier ? " (root and issuing CA)" : "");
+	set_err(err, errlen, "ok");
+	r = 0;
+out:
+	for (int i = 0; i < n; i++)
+		X509_free(certs[i]);
+	EVP_PKEY_free(root_key);
+	EVP_PKEY_free(ca_key);
+	free(pem_ca);
+	free(pem_root);
+	free(pem_chain);
+	return r;
+}

@@ -1,0 +1,103 @@
+/*
+ * ca_util.c: reading certificates on the device side and in tests —
+ * SHA-256 fingerprints, serial numbers as hex, DER to PEM.
+ */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "ca/ca_int.h"
+
+#define PEM_LABEL_MAX 64
+
+void
+ca_fingerprint(const uint8_t *der, size_t derlen, uint8_t out[32])
+{
+	unsigned int mdlen = 0;
+
+	if (!EVP_Digest(der, derlen, out, &mdlen, EVP_sha256(), NULL) || mdlen != 32) {
+		log_ossl("EVP_Digest");
+		memset(out, 0, 32);
+	}
+}
+
+int
+ca_cert_serial_hex(const uint8_t *der, size_t derlen, char out[CA_SERIAL_HEX])
+{
+	int r = ERR_INVALID;
+	X509 *x = NULL;
+	BIGNUM *bn = NULL;
+	const unsigned char *p = der;
+	uint8_t buf[CA_SERIAL_LEN];
+
+	if (der == NULL || out == NULL || derlen == 0 || derlen > LONG_MAX)
+		return ERR_INVALID;
+	if ((x = d2i_X509(NULL, &p, (long)derlen)) == NULL || p != der + derlen) {
+		ERR_clear_error();
+		goto out;
+	}
+	if ((bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL)) == NULL) {
+		ERR_clear_error();
+		goto out;
+	}
+	if (BN_is_negative(bn) || BN_num_bytes(bn) > CA_SERIAL_LEN ||
+	    BN_bn2binpad(bn, buf, sizeof(buf)) != CA_SERIAL_LEN)
+		goto out;
+	hex_encode(buf, sizeof(buf), out);
+	r = 0;
+out:
+	BN_free(bn);
+	X509_free(x);
+	return r;
+}
+
+/* A PEM label: 1..PEM_LABEL_MAX of A-Z, 0-9 and single spaces inside. */
+static int
+label_ok(const char *s)
+{
+	size_t len = strnlen(s, PEM_LABEL_MAX + 1);
+
+	if (len == 0 || len > PEM_LABEL_MAX || s[0] == ' ' || s[len - 1] == ' ')
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') || s[i] == ' '))
+			return 0;
+	return 1;
+}
+
+int
+ca_der_to_pem(const char *label, const uint8_t *der, size_t derlen, char **pem)
+{
+	int r = ERR_CRYPTO;
+	BIO *bio = NULL;
+	char *data, *buf;
+	long len;
+
+	if (pem != NULL)
+		*pem = NULL;
+	if (label == NULL || der == NULL || pem == NULL || derlen == 0 || derlen > INT_MAX / 2 ||
+	    !label_ok(label))
+		return ERR_INVALID;
+	if ((bio = BIO_new(BIO_s_mem())) == NULL ||
+	    PEM_write_bio(bio, label, "", der, (long)derlen) <= 0 ||
+	    (len = BIO_get_mem_data(bio, &data)) <= 0) {
+		log_ossl("PEM_write_bio");
+		goto out;
+	}
+	if ((buf = malloc((size_t)len + 1)) == NULL) {
+		r = ERR_NOMEM;
+		goto out;
+	}
+	memcpy(buf, data, (size_t)len);
+	buf[len] = '\0';
+	*pem = buf;
+	r = 0;
+out:
+	BIO_free(bio);
+	return r;
+}
