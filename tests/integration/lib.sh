@@ -21,6 +21,8 @@ check() { n=$1; shift; if "$@" >"$T/last.out" 2>&1; then ok "$n"; else not_ok "$
 check_fails() { n=$1; shift; if "$@" >"$T/last.out" 2>&1; then not_ok "$n (unexpectedly succeeded)"; sed 's/^/    /' "$T/last.out" | tail -n 20; else ok "$n"; fi; }
 # check_out NAME PATTERN CMD...: ok when CMD succeeds and its output matches PATTERN (grep -E)
 check_out() { n=$1; p=$2; shift 2; if "$@" >"$T/last.out" 2>&1 && grep -qE -- "$p" "$T/last.out"; then ok "$n"; else not_ok "$n"; sed 's/^/    /' "$T/last.out" | tail -n 20; fi; }
+# check_fails_out NAME PATTERN CMD...: ok when CMD fails and its output matches PATTERN
+check_fails_out() { n=$1; p=$2; shift 2; if ! "$@" >"$T/last.out" 2>&1 && grep -qE -- "$p" "$T/last.out"; then ok "$n"; else not_ok "$n"; sed 's/^/    /' "$T/last.out" | tail -n 20; fi; }
 # check_eq NAME EXPECTED ACTUAL
 check_eq() { if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1: expected '$2', got '$3'"; fi; }
 
