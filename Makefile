@@ -69,13 +69,13 @@ $(BUILD)/bin/%: $(BUILD)/obj/server/main_%.o $(LIBS)
 
 $(BUILD)/tests/unit/%: tests/unit/%.c $(LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBS) $(LDLIBS) $(shell pkg-config --libs cmocka)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -MMD -MP -MF $@.d -o $@ $< $(LIBS) $(LDLIBS) $(shell pkg-config --libs cmocka)
 
 $(BUILD)/tests/bench/%: tests/bench/%.c $(LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBS) $(LDLIBS)
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/tests -name '*.d' 2>/dev/null)
 
 # Everything the tests need from this build variant.
 check-build: $(PROGS) $(UNIT_BINS) $(BENCH_BINS)

@@ -31,7 +31,8 @@ int db_schema_version(struct db *db, int *version);
 
 /* ---------------------------------------------------------------------
  * Issuance, group-committed: one writer thread gathers concurrent requests
- * into one transaction (a savepoint each), so one commit serves many.
+ * into one transaction (one provd_issue_batch() call; each request succeeds
+ * or fails on its own), so one commit serves many.
  */
 struct db_issue {
 	/* in: all owned by the caller, valid until done() is called */
@@ -59,9 +60,12 @@ struct db_issue {
 struct db_writer;
 int db_writer_start(struct db *db, size_t batch_max, struct db_writer **out);
 void db_writer_stop(struct db_writer *w);		/* NULL is a no-op */
-/* Queues it; it->done is called when its transaction has committed or failed. */
+/* Queues it; it->done is called when its transaction has committed or failed.
+ * On an error return (ERR_INVALID, ERR_UNAVAILABLE: stopping or queue full)
+ * it was not queued and done is not called. */
 int db_writer_submit(struct db_writer *w, struct db_issue *it);
-/* Synchronous helper: submit and wait. Returns it->result. */
+/* Synchronous helper: submit and wait (sets it->done and it->arg itself).
+ * Returns it->result. */
 int db_issue_wait(struct db_writer *w, struct db_issue *it);
 
 /* ---------------------------------------------------------------------
@@ -77,7 +81,8 @@ struct db_cert {
 	uint8_t fingerprint[32];
 	enum db_cert_status status;
 	int64_t not_before, not_after, issued_at;
-	int64_t revoked_at;		/* 0 when not revoked */
+	int64_t revoked_at;		/* 0 when not revoked; a superseded one
+					   carries when, with reason 4 */
 	int reason;			/* RFC 5280 reason, -1 when not revoked */
 	uint8_t *der;			/* owned */
 	size_t derlen;
@@ -96,8 +101,8 @@ int db_cert_active_by_mac(struct db *db, const uint8_t mac[MAC_LEN], struct db_c
 int db_cert_revoke(struct db *db, const char *serial_hex, int reason,
     const char *actor, const char *request_id, struct db_cert *out);
 
-/* Revoked, unexpired certificates for a CRL, and the next CRL number (from a
- * sequence). *list is a new array (free()). */
+/* Revoked (and superseded, reason 4), unexpired certificates for a CRL, and
+ * the next CRL number (from a sequence). *list is a new array (free()). */
 struct db_revoked {
 	uint8_t serial[16];
 	int64_t revoked_at;		/* Unix seconds */
@@ -117,6 +122,8 @@ struct db_audit_report {
 	int64_t first_bad;		/* seq of the first row that fails, 0 if none */
 	char why[128];
 };
+/* Returns 0 when the whole log could be checked (then rep->first_bad is 0 or
+ * the first failing seq), or an error code when the check could not run. */
 int db_audit_verify(struct db *db, struct db_audit_report *rep);
 
 /* ---------------------------------------------------------------------

@@ -27,7 +27,7 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 echo "== unit tests"
 for variant in build build-asan; do
-	for t in $(find "$variant/tests/unit" -type f -perm -u+x 2>/dev/null | sort); do
+	for t in $(find "$variant/tests/unit" -type f -perm -u+x ! -name "*.d" 2>/dev/null | sort); do
 		out=$("$t" 2>&1); rc=$?
 		p=$(printf '%s\n' "$out" | sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -n 1)
 		f=$(printf '%s\n' "$out" | sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' | tail -n 1)
