@@ -28,6 +28,8 @@ int db_ping(struct db *db);
 int db_migrate(struct db *db, int *applied);
 /* Highest applied migration version, 0 for an empty database. */
 int db_schema_version(struct db *db, int *version);
+/* Highest migration version compiled into this program. */
+int db_schema_latest(void);
 
 /* ---------------------------------------------------------------------
  * Issuance, group-committed: one writer thread gathers concurrent requests

@@ -217,3 +217,14 @@ out:
 	db_conn_put(db, c);
 	return r;
 }
+
+int
+db_schema_latest(void)
+{
+	int v = 0;
+
+	for (size_t i = 0; i < db_migrations_count; i++)
+		if (db_migrations[i].version > v)
+			v = db_migrations[i].version;
+	return v;
+}

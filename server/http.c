@@ -507,8 +507,9 @@ server_start(const struct config *cfg, const char *self, const char *conf,
 		goto fail;
 	}
 	int version = 0;
-	if ((r = db_schema_version(s->db, &version)) != 0 || version == 0) {
-		log_errx("the database has no provd schema: run \"provd migrate\" first");
+	if ((r = db_schema_version(s->db, &version)) != 0 || version < db_schema_latest()) {
+		log_errx("the database schema is at version %d, this provd needs %d: "
+		    "run \"provd migrate\" first", version, db_schema_latest());
 		r = r ? r : ERR_CONFIG;
 		goto fail;
 	}

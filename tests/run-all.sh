@@ -14,6 +14,7 @@ failed_names=""
 note_fail() { fail=$((fail + $1)); failed_names="$failed_names $2"; }
 
 run=$(mktemp -d /tmp/provd-check.XXXXXX)
+chmod 755 "$run"
 cleanup() { sh scripts/services.sh stop "$run/svc" >/dev/null 2>&1; rm -rf "$run"; }
 trap cleanup EXIT INT TERM
 
@@ -63,7 +64,7 @@ for t in $(find build-fuzz/bin -type f -name 'fuzz_*' 2>/dev/null | sort); do
 	corpus=$run/corpus-$n
 	mkdir -p "$corpus"
 	[ -d "tests/fuzz/corpus/$n" ] && cp tests/fuzz/corpus/"$n"/* "$corpus"/ 2>/dev/null
-	if "$t" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=0 \
+	if "$t" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=1 \
 	    "$corpus" >"$run/$n.log" 2>&1; then
 		pass=$((pass + 1)); echo "$n: ok ($(grep -o 'stat::number_of_executed_units: [0-9]*' "$run/$n.log" | tail -n 1))"
 	else

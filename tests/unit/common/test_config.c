@@ -70,7 +70,7 @@ test_errors_name_line_and_key(void **state)
 	assert_non_null(strstr(err, "c.ini:3: unknown key \"bogus\" in [server]"));
 	assert_int_equal(load_err("[server]\nport = 70000\n", err, sizeof(err)), ERR_CONFIG);
 	assert_non_null(strstr(err, "c.ini:2: server.port"));
-	assert_non_null(strstr(err, "1..65535"));
+	assert_non_null(strstr(err, "0..65535"));
 	assert_int_equal(load_err("[server]\nport = 12ab\n", err, sizeof(err)), ERR_CONFIG);
 	assert_non_null(strstr(err, ":2: server.port"));
 	assert_int_equal(load_err("[nope]\nx = 1\n", err, sizeof(err)), ERR_CONFIG);
