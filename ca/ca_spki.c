@@ -17,23 +17,12 @@
 
 #include "ca/ca_int.h"
 
-/*
- * SubjectPublicKeyInfo ::= SEQUENCE { algorithm AlgorithmIdentifier,
- *                                     subjectPublicKey BIT STRING }
- * OpenSSL's template macros need a typedef'd struct: the one exception to
- * our no-typedef rule, as in common/optdata.c.
- */
-typedef struct {
-	X509_ALGOR *algor;
-	ASN1_BIT_STRING *key;
-} CA_SPKI;
-
+/* CA_SPKI (ca_int.h): the SubjectPublicKeyInfo, key left undecoded. */
 ASN1_SEQUENCE(CA_SPKI) = {
 	ASN1_SIMPLE(CA_SPKI, algor, X509_ALGOR),
 	ASN1_SIMPLE(CA_SPKI, key, ASN1_BIT_STRING),
 } ASN1_SEQUENCE_END(CA_SPKI)
 
-DECLARE_ASN1_FUNCTIONS(CA_SPKI)
 IMPLEMENT_ASN1_FUNCTIONS(CA_SPKI)
 
 /* An EC point of the given group, not at infinity, not in hybrid form. */

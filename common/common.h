@@ -139,7 +139,7 @@ void time_format_rfc3339(time_t t, char *out, size_t outlen);
 struct config {
 	/* [server] */
 	char *listen;			/* address, default 127.0.0.1 */
-	int64_t port;			/* default 8440 */
+	int64_t port;			/* default 8440; 0 picks a free port */
 	int64_t threads;		/* HTTP worker threads, default 0 = CPUs */
 	int64_t max_body;		/* bytes, default 65536 */
 	int64_t max_connections;	/* default 1024 */

@@ -30,7 +30,7 @@ struct key_def {
 #define O(f) offsetof(struct config, f)
 static const struct key_def keytab[] = {
 	{ "server", "listen", K_STR, O(listen), 1, 255, "127.0.0.1" },
-	{ "server", "port", K_INT, O(port), 1, 65535, "8440" },
+	{ "server", "port", K_INT, O(port), 0, 65535, "8440" },
 	{ "server", "threads", K_INT, O(threads), 0, 256, "0" },
 	{ "server", "max_body", K_INT, O(max_body), 1024, 16 << 20, "65536" },
 	{ "server", "max_connections", K_INT, O(max_connections), 16, 100000, "1024" },
