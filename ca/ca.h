@@ -37,6 +37,9 @@ struct ca_init_opts {
 	const char *import_cert;	/* import instead of generating: PEM cert */
 	const char *import_key;		/* ... and its PEM private key */
 	int force;			/* overwrite an existing CA */
+	const char *root_key_out;	/* two-tier: also write the root key here
+					   (0600), to be kept offline; NULL: the
+					   root key is not kept */
 };
 
 /* Creates or imports a CA into o->dir. Refuses to overwrite unless o->force.

@@ -196,9 +196,10 @@ write_file(const char *dir, const char *name, const void *data, size_t len,
 	return r;
 }
 
-/* Writes the key (PKCS#8 PEM, 0600) from the secure heap, wiped afterwards. */
+/* Writes the key (PKCS#8 PEM, 0600) to dir/name from the secure heap, wiped
+ * afterwards; dir NULL: name is the whole path. */
 static int
-write_key(const char *dir, EVP_PKEY *key, char *err, size_t errlen)
+write_key(const char *dir, const char *name, EVP_PKEY *key, char *err, size_t errlen)
 {
 	int r = ERR_CRYPTO;
 	BIO *bio = NULL;
@@ -212,7 +213,10 @@ write_key(const char *dir, EVP_PKEY *key, char *err, size_t errlen)
 		set_err(err, errlen, "cannot encode the CA key");
 		goto out;
 	}
-	r = write_file(dir, "ca.key", data, (size_t)len, 0600, err, errlen);
+	if (dir != NULL)
+		r = write_file(dir, name, data, (size_t)len, 0600, err, errlen);
+	else if ((r = file_write_atomic(name, data, (size_t)len, 0600)) != 0)
+		set_err(err, errlen, "cannot write %s: %s", name, provd_strerror(r));
 out:
 	BIO_free(bio);	/* secmem: cleared on free */
 	return r;
@@ -484,11 +488,16 @@ ca_init(const struct ca_init_opts *o, char *err, size_t errlen)
 		set_err(err, errlen, "cannot encode the CA certificates");
 		goto out;
 	}
+	/* the root key of a two-tier CA goes only where the operator said, to
+	 * be kept offline; without root_key_out it is not kept at all */
+	if (root_key != NULL && o->root_key_out != NULL &&
+	    (r = write_key(NULL, o->root_key_out, root_key, err, errlen)) != 0)
+		goto out;
 	/* ca.key last: its presence means a complete CA directory */
 	if ((r = write_file(o->dir, "root.crt", pem_root, len_root, 0644, err, errlen)) != 0 ||
 	    (r = write_file(o->dir, "chain.pem", pem_chain, len_chain, 0644, err, errlen)) != 0 ||
 	    (r = write_file(o->dir, "ca.crt", pem_ca, len_ca, 0644, err, errlen)) != 0 ||
-	    (r = write_key(o->dir, ca_key, err, errlen)) != 0)
+	    (r = write_key(o->dir, "ca.key", ca_key, err, errlen)) != 0)
 		goto out;
 	log_info("CA in %s: %s%s", o->dir, o->import_cert != NULL ? "imported" : "created",
 	    o->two_tier ? " (root and issuing CA)" : "");

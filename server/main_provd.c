@@ -30,7 +30,7 @@ usage(FILE *f)
 	    "commands:\n"
 	    "  run                          run the daemon in the foreground\n"
 	    "  migrate                      apply database migrations\n"
-	    "  ca init [--cn NAME] [--org ORG] [--two-tier] [--days N] [--force]\n"
+	    "  ca init [--cn NAME] [--org ORG] [--two-tier [--root-key-out FILE]] [--days N] [--force]\n"
 	    "  ca init --import-cert FILE --import-key FILE [--force]\n"
 	    "  token add --role operator|security|authorizer|admin [--name NAME]\n"
 	    "  audit verify                 verify the audit log's hash chain\n"
@@ -106,6 +106,7 @@ cmd_ca(const struct config *cfg, int argc, char **argv)
 		{ "import-cert", required_argument, NULL, 'I' },
 		{ "import-key", required_argument, NULL, 'K' },
 		{ "force", no_argument, NULL, 'F' },
+		{ "root-key-out", required_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ca_init_opts o = { .dir = cfg->ca_dir, .days = 3650 };
@@ -135,8 +136,13 @@ cmd_ca(const struct config *cfg, int argc, char **argv)
 		case 'I': o.import_cert = optarg; break;
 		case 'K': o.import_key = optarg; break;
 		case 'F': o.force = 1; break;
+		case 'R': o.root_key_out = optarg; break;
 		default: usage(stderr); return 2;
 		}
+	}
+	if (o.root_key_out != NULL && !o.two_tier) {
+		fprintf(stderr, "provd: --root-key-out goes with --two-tier\n");
+		return 2;
 	}
 	if (optind != argc || (o.import_cert == NULL) != (o.import_key == NULL)) {
 		usage(stderr);

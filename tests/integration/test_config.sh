@@ -38,4 +38,15 @@ check_fails "unknown command" provd frobnicate
 check_fails_out "run before ca init says what to do" 'run "provd ca init" first' provd run
 provd ca init >/dev/null
 check_fails_out "run before migrate says what to do" 'run "provd migrate" first' provd run
+
+# two-tier CA: the root key is written only where asked, for offline keeping
+mkdir -p "$T/ca2"
+sed "s|^dir = .*|dir = $T/ca2|" "$T/provd.conf" > "$T/ca2.conf"
+check "ca init --two-tier --root-key-out" "$BIN/provd" -c "$T/ca2.conf" ca init --two-tier --root-key-out "$T/root-offline.key"
+check_eq "root key file is private" 600 "$(stat -c %a "$T/root-offline.key")"
+check_eq "root key matches root.crt" "$(openssl x509 -in "$T/ca2/root.crt" -noout -pubkey)" "$(openssl pkey -in "$T/root-offline.key" -pubout)"
+check_eq "issuing key is not the root key" "" "$(cmp -s "$T/ca2/ca.key" "$T/root-offline.key" && echo same)"
+check_eq "no root key in the CA directory" "ca.crt ca.key chain.pem root.crt" "$(ls "$T/ca2" | tr '\n' ' ' | sed 's/ $//')"
+check_fails "ca init refuses to overwrite" "$BIN/provd" -c "$T/ca2.conf" ca init
+check_fails_out "--root-key-out needs --two-tier" "goes with --two-tier" "$BIN/provd" -c "$T/ca2.conf" ca init --force --root-key-out "$T/x.key"
 t_done
