@@ -27,7 +27,6 @@
 #define CA_BACKDATE_S 3600		/* tolerate device clocks an hour behind */
 #define IMPORT_MAX_CERTS 16
 #define IMPORT_FILE_MAX (1024 * 1024)
-#define IMPORT_KEY_MAX (64 * 1024)
 
 static void
 set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -43,16 +42,6 @@ set_err(char *err, size_t errlen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
-}
-
-static int
-no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-	(void)buf;
-	(void)size;
-	(void)rwflag;
-	(void)u;
-	return -1;
 }
 
 /* 1..NAME_MAX_LEN bytes without control characters (UTF-8 is checked by OpenSSL). */
@@ -262,7 +251,7 @@ read_cert_chain(const char *path, X509 **certs, int *n, char *err, size_t errlen
 		r = ERR_NOMEM;
 		goto out;
 	}
-	while ((x = PEM_read_bio_X509(bio, NULL, no_passphrase, NULL)) != NULL) {
+	while ((x = PEM_read_bio_X509(bio, NULL, ca_no_passphrase, NULL)) != NULL) {
 		if (*n == IMPORT_MAX_CERTS) {
 			X509_free(x);
 			set_err(err, errlen, "%s holds more than %d certificates", path,
@@ -288,33 +277,15 @@ out:
 static int
 read_private_key(const char *path, EVP_PKEY **out, char *err, size_t errlen)
 {
-	int r;
-	char *buf = NULL;
-	size_t len = 0;
-	BIO *bio = NULL;
+	int r = ca_read_key_file(path, out);
 
-	*out = NULL;
-	if ((r = file_read_all(path, IMPORT_KEY_MAX, &buf, &len)) != 0) {
-		set_err(err, errlen, "cannot read %s: %s", path, provd_strerror(r));
-		goto out;
-	}
-	if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL) {
-		r = ERR_NOMEM;
-		goto out;
-	}
-	if ((*out = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)) == NULL) {
+	if (r == ERR_CRYPTO) {
 		ERR_clear_error();
 		set_err(err, errlen, "%s is not an unencrypted PEM private key", path);
-		r = ERR_INVALID;
-		goto out;
+		return ERR_INVALID;
 	}
-	r = 0;
-out:
-	BIO_free(bio);
-	if (buf != NULL) {
-		OPENSSL_cleanse(buf, len);
-		free(buf);
-	}
+	if (r != 0)
+		set_err(err, errlen, "cannot read %s: %s", path, provd_strerror(r));
 	return r;
 }
 

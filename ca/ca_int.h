@@ -140,4 +140,12 @@ int ca_msg_crl_encode(const struct ca_crl_req *req, uint8_t **out, size_t *outle
 int ca_msg_crl_decode(const uint8_t *p, size_t len, struct ca_crl_req *req,
     struct ca_revoked **entries);
 
+/* Key files: unencrypted PEM, at most CA_KEY_FILE_MAX bytes. */
+#define CA_KEY_FILE_MAX (64 * 1024)
+/* A pem_password_cb that refuses to prompt: CA keys are stored unencrypted. */
+int ca_no_passphrase(char *buf, int size, int rwflag, void *u);
+/* Reads a PEM private key; the file's bytes are wiped after parsing.
+ * ERR_IO (or ERR_TOO_BIG) when unreadable, ERR_CRYPTO when not a key. */
+int ca_read_key_file(const char *path, EVP_PKEY **out);
+
 #endif

@@ -18,19 +18,7 @@
 
 #include "ca/ca_int.h"
 
-#define CA_KEY_FILE_MAX (64 * 1024)
 #define CA_CERT_FILE_MAX (1024 * 1024)
-
-/* Refuses to prompt for a passphrase: CA keys are stored unencrypted (0600). */
-static int
-no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-	(void)buf;
-	(void)size;
-	(void)rwflag;
-	(void)u;
-	return -1;
-}
 
 int
 ca_asn1_time_to_unix(const ASN1_TIME *t, int64_t *out)
@@ -235,32 +223,12 @@ out:
 static int
 load_key_file(const char *path, EVP_PKEY **out)
 {
-	int r = ERR_INTERNAL;
-	char *buf = NULL;
-	size_t len = 0;
-	BIO *bio = NULL;
+	int r = ca_read_key_file(path, out);
 
-	*out = NULL;
-	if ((r = file_read_all(path, CA_KEY_FILE_MAX, &buf, &len)) != 0) {
-		log_errx("cannot read %s: %s", path, provd_strerror(r));
-		goto out;
-	}
-	if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL) {
-		r = ERR_NOMEM;
-		goto out;
-	}
-	if ((*out = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)) == NULL) {
+	if (r == ERR_CRYPTO)
 		log_ossl("%s: not an unencrypted PEM private key", path);
-		r = ERR_CRYPTO;
-		goto out;
-	}
-	r = 0;
-out:
-	BIO_free(bio);
-	if (buf != NULL) {
-		OPENSSL_cleanse(buf, len);
-		free(buf);
-	}
+	else if (r != 0)
+		log_errx("cannot read %s: %s", path, provd_strerror(r));
 	return r;
 }
 
@@ -281,7 +249,7 @@ load_cert_file(const char *path, X509 **out)
 		r = ERR_NOMEM;
 		goto out;
 	}
-	if ((*out = PEM_read_bio_X509(bio, NULL, no_passphrase, NULL)) == NULL) {
+	if ((*out = PEM_read_bio_X509(bio, NULL, ca_no_passphrase, NULL)) == NULL) {
 		log_ossl("%s: not a PEM certificate", path);
 		r = ERR_CRYPTO;
 		goto out;

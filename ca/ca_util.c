@@ -101,3 +101,42 @@ out:
 	BIO_free(bio);
 	return r;
 }
+
+int
+ca_no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)u;
+	return -1;
+}
+
+int
+ca_read_key_file(const char *path, EVP_PKEY **out)
+{
+	int r = ERR_INTERNAL;
+	char *buf = NULL;
+	size_t len = 0;
+	BIO *bio = NULL;
+
+	*out = NULL;
+	if ((r = file_read_all(path, CA_KEY_FILE_MAX, &buf, &len)) != 0)
+		goto out;
+	if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL) {
+		r = ERR_NOMEM;
+		goto out;
+	}
+	if ((*out = PEM_read_bio_PrivateKey(bio, NULL, ca_no_passphrase, NULL)) == NULL) {
+		r = ERR_CRYPTO;
+		goto out;
+	}
+	r = 0;
+out:
+	BIO_free(bio);
+	if (buf != NULL) {
+		OPENSSL_cleanse(buf, len);
+		free(buf);
+	}
+	return r;
+}

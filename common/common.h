@@ -115,6 +115,8 @@ int optdata_check_name(const char *s);
  */
 /* Lowercase hex of len bytes into out (2*len+1 bytes). */
 void hex_encode(const uint8_t *in, size_t len, char *out);
+/* Value of one hex digit (either case), or -1. */
+int hex_digit(int c);
 /* Decodes exactly outlen bytes from 2*outlen hex digits. Returns 0 or ERR_INVALID. */
 int hex_decode(const char *in, uint8_t *out, size_t outlen);
 /* Reads a whole file of at most max bytes into a new NUL-terminated buffer. */

@@ -6,18 +6,6 @@
 
 #include "common/common.h"
 
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * Reads 12 hex digits from s, which must have the separator sep exactly at
  * the positions where is_sep() says so and hex digits everywhere else.
@@ -34,7 +22,7 @@ parse_shape(const char *s, size_t len, int (*is_sep)(size_t), char sep,
 				return ERR_BAD_MAC;
 			continue;
 		}
-		int v = hexval((unsigned char)s[i]);
+		int v = hex_digit((unsigned char)s[i]);
 		if (v < 0 || digits >= 12)
 			return ERR_BAD_MAC;
 		if (digits % 2 == 0)

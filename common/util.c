@@ -27,8 +27,8 @@ hex_encode(const uint8_t *in, size_t len, char *out)
 	out[2 * len] = '\0';
 }
 
-static int
-hexdigit(int c)
+int
+hex_digit(int c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -45,8 +45,8 @@ hex_decode(const char *in, uint8_t *out, size_t outlen)
 	if (in == NULL || strnlen(in, 2 * outlen + 1) != 2 * outlen)
 		return ERR_INVALID;
 	for (size_t i = 0; i < outlen; i++) {
-		int hi = hexdigit((unsigned char)in[2 * i]);
-		int lo = hexdigit((unsigned char)in[2 * i + 1]);
+		int hi = hex_digit((unsigned char)in[2 * i]);
+		int lo = hex_digit((unsigned char)in[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return ERR_INVALID;
 		out[i] = (uint8_t)(hi << 4 | lo);

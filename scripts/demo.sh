@@ -7,6 +7,7 @@
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 BIN=$top/build/bin
+. "$top/scripts/provd-lib.sh"
 D=$(mktemp -d /tmp/provd-demo.XXXXXX)
 chmod 755 "$D"
 pid=""
@@ -55,14 +56,8 @@ provd token add --role operator --name intake-desk > "$D/operator.token"
 provd token add --role security --name security-team > "$D/security.token"
 
 step "starting provd"
-"$BIN/provd" -c "$D/provd.conf" run > "$D/provd.out" 2> "$D/provd.log" &
-pid=$!
-i=0
-until grep -q 'listening on' "$D/provd.out" 2>/dev/null; do
-	i=$((i + 1)); [ $i -gt 200 ] && { cat "$D/provd.log"; exit 1; }
-	sleep 0.05
-done
-URL=http://127.0.0.1:$(sed -n 's/.*:\([0-9]*\)$/\1/p' "$D/provd.out")
+provd_start "$D/provd.conf" "$D"
+pid=$provd_pid
 export PROVD_URL=$URL PROVD_TOKEN_FILE=$D/operator.token
 echo "provd at $URL"
 "$BIN/provctl" health

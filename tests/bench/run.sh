@@ -4,6 +4,7 @@
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=$top/build/bin
+. "$top/scripts/provd-lib.sh"
 B=$(mktemp -d /tmp/provd-bench.XXXXXX)
 chmod 755 "$B"
 pid=""
@@ -32,14 +33,8 @@ CONF
 "$BIN/provd" -c "$B/provd.conf" ca init >/dev/null
 "$BIN/provd" -c "$B/provd.conf" migrate >/dev/null
 "$BIN/provd" -c "$B/provd.conf" token add --role operator --name bench > "$B/token" 2>/dev/null
-"$BIN/provd" -c "$B/provd.conf" run > "$B/provd.out" 2> "$B/provd.log" &
-pid=$!
-i=0
-until grep -q 'listening on' "$B/provd.out" 2>/dev/null; do
-	i=$((i + 1)); [ $i -gt 200 ] && { cat "$B/provd.log"; exit 1; }
-	sleep 0.05
-done
-URL=http://127.0.0.1:$(sed -n 's/.*:\([0-9]*\)$/\1/p' "$B/provd.out")
+provd_start "$B/provd.conf" "$B"
+pid=$provd_pid
 conninfo="host=127.0.0.1 port=$PGPORT dbname=provd user=postgres password=$(cat "$PROVD_DB_PASSWORD_FILE")"
 
 "$top/build/tests/bench/bench_issue" --url "$URL" --token-file "$B/token" \

@@ -6,6 +6,7 @@
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${PROVD_BIN:-$top/build/bin}
+. "$top/scripts/provd-lib.sh"
 T=$(mktemp -d /tmp/provd-it.XXXXXX)
 chmod 755 "$T"
 own_services=0
@@ -88,18 +89,7 @@ start_provd() {
 		[ -f "$T/$role.token" ] || provd token add --role "$role" --name "test-$role" \
 		    >"$T/$role.token" 2>/dev/null || return 1
 	done
-	"$BIN/provd" -c "$T/provd.conf" run >"$T/provd.out" 2>"$T/provd.log" &
-	provd_pid=$!
-	i=0
-	while ! grep -q 'listening on' "$T/provd.out" 2>/dev/null; do
-		i=$((i + 1))
-		if [ $i -gt 200 ] || ! kill -0 "$provd_pid" 2>/dev/null; then
-			echo "provd did not start:"; cat "$T/provd.log"; return 1
-		fi
-		sleep 0.05
-	done
-	port=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$T/provd.out")
-	URL=http://127.0.0.1:$port
+	provd_start "$T/provd.conf" "$T" || return 1
 	export PROVD_TOKEN_FILE=$T/operator.token
 }
 
