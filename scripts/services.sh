@@ -51,6 +51,9 @@ as_pg() {
 
 start_pg() {
 	d=$1/pg
+	if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$PGBIN/initdb"; then
+		die "the postgres user cannot run $PGBIN/initdb: check that / and $PGBIN are searchable (mode 755)"
+	fi
 	mkdir -p "$d"
 	[ "$(id -u)" = 0 ] && chown postgres:postgres "$d"
 	chmod 700 "$d"
