@@ -82,15 +82,16 @@ check-build: $(PROGS) $(UNIT_BINS) $(BENCH_BINS)
 
 # Fuzz targets need clang's libFuzzer; built separately into build-fuzz/.
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_LIBS := $(foreach d,$(filter-out server,$(LIBDIRS)),build-fuzz/lib/lib$(d).a)
 fuzz:
 	$(MAKE) BUILD=build-fuzz CC=clang SAN= \
 	    CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" \
-	    LDFLAGS="-fsanitize=address,undefined" build-fuzz/lib/libcommon.a build-fuzz/lib/libca.a
+	    LDFLAGS="-fsanitize=address,undefined" $(FUZZ_LIBS)
 	@mkdir -p build-fuzz/bin
 	for f in $(FUZZ_SRCS); do \
 	    n=$$(basename $$f .c); \
 	    clang -D_GNU_SOURCE -I. -O1 -g -fsanitize=fuzzer,address,undefined -o build-fuzz/bin/$$n $$f \
-	        build-fuzz/lib/libca.a build-fuzz/lib/libcommon.a $$(pkg-config --libs $(PKGS)) -pthread || exit 1; \
+	        $(FUZZ_LIBS) $$(pkg-config --libs $(PKGS)) -pthread || exit 1; \
 	done
 
 deps:

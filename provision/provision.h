@@ -1,0 +1,172 @@
+/*
+ * provision: the intake side of provd — the radio interface and its
+ * backends (sim: a simulated air on this machine; bluez: BlueZ over D-Bus and
+ * RFCOMM), the PIN-secured link and the intake orchestration. Nothing above
+ * the radio interface knows which backend runs.
+ */
+#ifndef PROVD_PROVISION_H
+#define PROVD_PROVISION_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/common.h"
+
+/* ---------------------------------------------------------------------
+ * Radio interface.
+ */
+#define RADIO_NAME_MAX 64
+#define RADIO_INQUIRY_MAX 256
+
+struct radio;		/* an open backend */
+struct radio_link;	/* a reliable, ordered byte stream to one peer */
+
+struct radio_device {
+	uint8_t addr[MAC_LEN];		/* BD_ADDR / IEEE address */
+	char name[RADIO_NAME_MAX];	/* friendly name, NUL-terminated, may be "" */
+	uint32_t cod;			/* class of device (24 bits) */
+	int rssi;			/* dBm, e.g. -40 */
+};
+
+/* What a backend needs. Strings are borrowed for the duration of radio_open. */
+struct radio_params {
+	const char *backend;		/* "sim" or "bluez" */
+	const char *sim_dir;		/* sim: the directory that is the air */
+	const char *adapter;		/* bluez: e.g. "hci0" */
+};
+
+/* Opens a backend. ERR_CONFIG for an unknown backend or bad parameters,
+ * ERR_UNAVAILABLE when the radio cannot be used. Free with radio_close(). */
+int radio_open(const struct radio_params *p, struct radio **out);
+void radio_close(struct radio *r);			/* NULL is a no-op */
+/* Backend name ("sim", "bluez"), for logs. */
+const char *radio_backend(const struct radio *r);
+
+/* Lists the devices in range, waiting at most timeout_ms. Fills up to max
+ * entries of out (no duplicates) and sets *n. */
+int radio_inquire(struct radio *r, int timeout_ms, struct radio_device *out,
+    size_t max, size_t *n);
+
+/* Opens a link to addr. ERR_NOT_FOUND when no such device is in range,
+ * ERR_TIMEOUT, ERR_UNAVAILABLE. Free with radio_link_close(). */
+int radio_connect(struct radio *r, const uint8_t addr[MAC_LEN], int timeout_ms,
+    struct radio_link **out);
+
+/* Makes this radio discoverable and connectable as self (the device side). */
+int radio_listen(struct radio *r, const struct radio_device *self);
+/* Waits for an incoming link (after radio_listen). ERR_TIMEOUT when none. */
+int radio_accept(struct radio *r, int timeout_ms, struct radio_link **out);
+
+/* Writes all len bytes. ERR_IO when the link is gone, ERR_TIMEOUT. */
+int radio_link_write(struct radio_link *l, const void *buf, size_t len, int timeout_ms);
+/* Reads exactly len bytes. ERR_IO on a closed link, ERR_TIMEOUT. */
+int radio_link_read(struct radio_link *l, void *buf, size_t len, int timeout_ms);
+/* Reads what is available, 1..len bytes, into buf; *got is set. */
+int radio_link_read_some(struct radio_link *l, void *buf, size_t len, size_t *got,
+    int timeout_ms);
+/* The link-layer address of the other end, as the radio reports it. */
+void radio_link_peer(const struct radio_link *l, uint8_t addr[MAC_LEN]);
+/* A file descriptor that becomes readable when data or EOF arrives (for
+ * poll), or -1 when the backend has none. */
+int radio_link_fd(const struct radio_link *l);
+void radio_link_close(struct radio_link *l);		/* NULL is a no-op */
+
+/* Fault injection for tests (sim backend; ERR_UNSUPPORTED elsewhere): the
+ * link drops after drop_after more bytes written (0: never); every write is
+ * delayed by delay_ms. */
+int radio_link_set_fault(struct radio_link *l, size_t drop_after, int delay_ms);
+
+/* ---------------------------------------------------------------------
+ * Intake protocol (docs/protocol.md): versioned, length-prefixed frames
+ * carried inside the PIN-secured TLS session.
+ *
+ *   frame   = version(1) type(1) flags(2, zero) length(4, big-endian) payload
+ *   payload = TLV*,  TLV = tag(2, big-endian) length(2, big-endian) value
+ *
+ * The decoder is strict: known version, known type, zero flags, length within
+ * PROTO_MAX_PAYLOAD, only the tags the type allows, each at most once (except
+ * repeatable ones), required tags present, every value within its bound.
+ */
+#define PROTO_VERSION 1
+#define PROTO_HDR_LEN 8
+#define PROTO_MAX_PAYLOAD (32 * 1024)
+#define PROTO_MAX_STR 128		/* model, name, firmware, error text */
+#define PROTO_MAX_DER 4096		/* one CSR, certificate or key */
+#define PROTO_MAX_CHAIN 4		/* CA certificates in an install */
+
+enum proto_type {
+	PROTO_HELLO = 1,	/* device -> server: who I am, what I can do */
+	PROTO_KEYGEN_REQ = 2,	/* server -> device: make a key pair, send a CSR */
+	PROTO_CSR = 3,		/* device -> server: CSR signed with the new key */
+	PROTO_KEY_DELIVERY = 4,	/* server -> device: server-made private key */
+	PROTO_INSTALL = 5,	/* server -> device: certificate + CA chain */
+	PROTO_ACK = 6,		/* device -> server: installed (or key stored) */
+	PROTO_ERROR = 7,	/* either way: typed error, then close */
+};
+
+/* capability bits in HELLO */
+#define PROTO_CAP_KEYGEN 0x01u		/* can generate a key pair itself */
+#define PROTO_CAP_KS_TPM2 0x02u		/* has a TPM 2.0 keystore */
+#define PROTO_CAP_KS_FILE 0x04u		/* has a software keystore */
+
+enum proto_key_type { PROTO_KEY_P256 = 1 };
+
+enum proto_errcode {
+	PROTO_E_INTERNAL = 1, PROTO_E_BAD_MESSAGE = 2, PROTO_E_UNSUPPORTED = 3,
+	PROTO_E_KEYGEN = 4, PROTO_E_STORE = 5, PROTO_E_REFUSED = 6, PROTO_E_LOCKED = 7,
+};
+
+/* A decoded message. Byte strings point into the decoded buffer (valid as
+ * long as it is); strings are copied NUL-terminated into the arrays. */
+struct proto_bytes {
+	const uint8_t *p;
+	size_t len;
+};
+
+struct proto_msg {
+	enum proto_type type;
+	union {
+		struct {
+			uint8_t addr[MAC_LEN];
+			char model[PROTO_MAX_STR + 1];
+			char name[PROTO_MAX_STR + 1];
+			char firmware[PROTO_MAX_STR + 1];
+			uint32_t caps;
+		} hello;
+		struct {
+			enum proto_key_type key_type;
+			uint8_t challenge[32];	/* echoed in the CSR answer */
+		} keygen_req;
+		struct {
+			struct proto_bytes csr;	/* DER */
+			uint8_t challenge[32];
+		} csr;
+		struct {
+			struct proto_bytes key;	/* PKCS#8 DER; a secret */
+		} key_delivery;
+		struct {
+			struct proto_bytes cert;	/* DER */
+			struct proto_bytes chain[PROTO_MAX_CHAIN];
+			size_t nchain;
+		} install;
+		struct {
+			uint8_t cert_sha256[32];	/* of the certificate stored */
+		} ack;
+		struct {
+			enum proto_errcode code;
+			char text[PROTO_MAX_STR + 1];
+		} error;
+	} u;
+};
+
+/* Length of the whole frame from its first PROTO_HDR_LEN bytes; checks
+ * version, flags and the payload bound. ERR_INVALID / ERR_TOO_BIG. */
+int proto_frame_len(const uint8_t hdr[PROTO_HDR_LEN], size_t *framelen);
+/* Encodes m into buf (capacity cap); *len is the frame length. */
+int proto_encode(const struct proto_msg *m, uint8_t *buf, size_t cap, size_t *len);
+/* Decodes one whole frame. ERR_INVALID on anything malformed. */
+int proto_decode(const uint8_t *buf, size_t len, struct proto_msg *m);
+const char *proto_type_name(enum proto_type t);
+
+#endif
