@@ -191,4 +191,88 @@ int config_is_set(const struct config *cfg, const char *key);
  * result is on the secure heap; release with secret_free(). */
 int config_db_conninfo(const struct config *cfg, char **out);
 
+/* ---------------------------------------------------------------------
+ * SPAKE2+ (RFC 9383), ciphersuite P256-SHA256-HKDF-SHA256-HMAC-SHA256: the
+ * PAKE of the PIN-secured temporary link (DESIGN.md, Radio). The prover knows
+ * the PIN (w0, w1); the verifier holds only the registration record (w0, L).
+ *
+ *   prover    spake2p_prover_start       -> shareP
+ *   verifier  spake2p_verifier_respond   <- shareP   -> shareV, confirmV
+ *   prover    spake2p_prover_finish      <- shareV, confirmV (checked) -> confirmP
+ *   verifier  spake2p_verifier_finish    <- confirmP (checked)
+ *   each side spake2p_shared_key         -> K_shared (the TLS 1.3 external PSK)
+ *
+ * Every function returns 0 or a negative ERR_* code and writes its
+ * out-parameters only on success. ERR_INVALID: a NULL or out-of-range
+ * argument, a received point that is not an uncompressed P-256 point other
+ * than the identity, or a call out of order (wrong role or step); ERR_AUTH: a
+ * confirmation MAC does not match (wrong PIN or an altered exchange). A call
+ * out of order or with NULL arguments changes nothing; any other failure of
+ * _prover_start, _verifier_respond, _prover_finish or _verifier_finish ends
+ * the run: its secrets are wiped and every later call but spake2p_free returns
+ * ERR_INVALID. A run belongs to one thread at a time. Each run keeps about
+ * 600 bytes on the OpenSSL secure heap when one is set up.
+ */
+#define SPAKE2P_POINT_LEN 65	/* uncompressed P-256 point */
+#define SPAKE2P_SCALAR_LEN 32
+#define SPAKE2P_MAC_LEN 32
+#define SPAKE2P_KEY_LEN 32
+#define SPAKE2P_PIN_MAX 64	/* bytes of PIN accepted by spake2p_derive */
+#define SPAKE2P_SALT_MAX 64	/* bytes of salt accepted by spake2p_derive */
+#define SPAKE2P_INFO_MAX 1024	/* bytes of context and of each identity */
+
+struct spake2p;			/* one run, prover or verifier */
+
+/*
+ * Registration: w0 and w1 from the setup PIN (NUL-terminated, 1 to
+ * SPAKE2P_PIN_MAX bytes). w0s || w1s = scrypt(N=32768, r=8, p=1, 80 bytes)
+ * of len(pin) || pin || len(nil) || len(nil) (RFC 9383 section 3.2 with both
+ * identities empty) under the salt salt || "provd-spake2p-v1", where salt is
+ * the device's 6-byte address (any 1 to SPAKE2P_SALT_MAX bytes accepted);
+ * w0 = w0s mod p, w1 = w1s mod p, big-endian. Takes about 0.1 s and 32 MiB.
+ * The caller wipes w0 and w1 (OPENSSL_cleanse) when done.
+ */
+int spake2p_derive(const char *pin, const uint8_t *salt, size_t saltlen,
+	uint8_t w0[SPAKE2P_SCALAR_LEN], uint8_t w1[SPAKE2P_SCALAR_LEN]);
+/* The verifier's record L = w1*P. ERR_INVALID if w1 is 0 or not below p. */
+int spake2p_make_L(const uint8_t w1[SPAKE2P_SCALAR_LEN], uint8_t L[SPAKE2P_POINT_LEN]);
+
+/*
+ * A new run. w0, w1 (each in [1, p-1]) and L are copied; context, id_prover
+ * and id_verifier (NULL allowed when their length is 0, at most
+ * SPAKE2P_INFO_MAX bytes each) are copied into the transcript. Both sides
+ * must pass the same three. The caller frees *out with spake2p_free.
+ */
+int spake2p_prover_new(const uint8_t w0[SPAKE2P_SCALAR_LEN], const uint8_t w1[SPAKE2P_SCALAR_LEN],
+	const uint8_t *context, size_t contextlen, const uint8_t *id_prover, size_t idplen,
+	const uint8_t *id_verifier, size_t idvlen, struct spake2p **out);
+int spake2p_verifier_new(const uint8_t w0[SPAKE2P_SCALAR_LEN], const uint8_t L[SPAKE2P_POINT_LEN],
+	const uint8_t *context, size_t contextlen, const uint8_t *id_prover, size_t idplen,
+	const uint8_t *id_verifier, size_t idvlen, struct spake2p **out);
+
+/* Prover, step 1: a fresh x, shareP = X = x*P + w0*M. */
+int spake2p_prover_start(struct spake2p *s, uint8_t shareP[SPAKE2P_POINT_LEN]);
+/* Verifier, step 1: checks shareP, a fresh y, shareV = Y = y*P + w0*N, and
+ * confirmV = HMAC(K_confirmV, shareP). w0 and y are wiped on return. */
+int spake2p_verifier_respond(struct spake2p *s, const uint8_t shareP[SPAKE2P_POINT_LEN],
+	uint8_t shareV[SPAKE2P_POINT_LEN], uint8_t confirmV[SPAKE2P_MAC_LEN]);
+/* Prover, step 2: checks shareV and confirmV (ERR_AUTH), then
+ * confirmP = HMAC(K_confirmP, shareV). w0, w1 and x are wiped on return. */
+int spake2p_prover_finish(struct spake2p *s, const uint8_t shareV[SPAKE2P_POINT_LEN],
+	const uint8_t confirmV[SPAKE2P_MAC_LEN], uint8_t confirmP[SPAKE2P_MAC_LEN]);
+/* Verifier, step 2: checks confirmP (ERR_AUTH). */
+int spake2p_verifier_finish(struct spake2p *s, const uint8_t confirmP[SPAKE2P_MAC_LEN]);
+/*
+ * K_shared, once this side has checked the peer's confirmation: the verifier
+ * after spake2p_verifier_finish, the prover after spake2p_prover_finish. The
+ * prover cannot see whether the verifier accepted confirmP; the TLS handshake
+ * keyed with K_shared tells it. The caller wipes key when done.
+ */
+int spake2p_shared_key(const struct spake2p *s, uint8_t key[SPAKE2P_KEY_LEN]);
+/* Wipes every secret of the run and frees it; NULL is a no-op. */
+void spake2p_free(struct spake2p *s);
+/* For test vectors only: fixes the ephemeral scalar (x for the prover, y for
+ * the verifier, in [1, p-1]) before spake2p_prover_start/_verifier_respond. */
+int spake2p_set_ephemeral(struct spake2p *s, const uint8_t scalar[SPAKE2P_SCALAR_LEN]);
+
 #endif
