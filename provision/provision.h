@@ -58,6 +58,11 @@ int radio_listen(struct radio *r, const struct radio_device *self);
 /* Waits for an incoming link (after radio_listen). ERR_TIMEOUT when none. */
 int radio_accept(struct radio *r, int timeout_ms, struct radio_link **out);
 
+/*
+ * Timeouts: a negative timeout_ms means no limit, 0 means do not wait. After
+ * ERR_TIMEOUT from a read or write part of the data may have moved: close
+ * the link. Links stay usable after their radio is closed.
+ */
 /* Writes all len bytes. ERR_IO when the link is gone, ERR_TIMEOUT. */
 int radio_link_write(struct radio_link *l, const void *buf, size_t len, int timeout_ms);
 /* Reads exactly len bytes. ERR_IO on a closed link, ERR_TIMEOUT. */
@@ -168,5 +173,36 @@ int proto_encode(const struct proto_msg *m, uint8_t *buf, size_t cap, size_t *le
 /* Decodes one whole frame. ERR_INVALID on anything malformed. */
 int proto_decode(const uint8_t *buf, size_t len, struct proto_msg *m);
 const char *proto_type_name(enum proto_type t);
+
+/* ---------------------------------------------------------------------
+ * PIN-secured temporary link (pinlink.c): SPAKE2+ over the raw radio link,
+ * then TLS 1.3 keyed by its result as external PSK. The radio link stays
+ * owned by the caller and must outlive the pinlink.
+ */
+struct pinlink;
+
+/* Operator side (SPAKE2+ prover): the PIN typed at the desk and the device's
+ * address (the salt of the PIN's key derivation and the verifier identity).
+ * ERR_AUTH when the PIN is wrong on either side (no more is said). */
+int pinlink_connect(struct radio_link *l, const char *pin, const uint8_t dev_addr[MAC_LEN],
+    int timeout_ms, struct pinlink **out);
+/* Device side (SPAKE2+ verifier): only the registration record w0 and L made
+ * from the PIN at manufacture. ERR_AUTH on a wrong PIN. */
+int pinlink_accept(struct radio_link *l, const uint8_t w0[SPAKE2P_SCALAR_LEN],
+    const uint8_t L[SPAKE2P_POINT_LEN], const uint8_t self_addr[MAC_LEN], int timeout_ms,
+    struct pinlink **out);
+/* Sends one intake message (the encoded frame is wiped after sending). */
+int pinlink_send(struct pinlink *p, const struct proto_msg *m);
+/* Receives one intake message into buf (capacity cap, at least
+ * PROTO_HDR_LEN + PROTO_MAX_PAYLOAD); m points into buf. The caller wipes buf
+ * when the message held a secret. */
+int pinlink_recv(struct pinlink *p, uint8_t *buf, size_t cap, struct proto_msg *m);
+/* Raw bytes inside the session. */
+int pinlink_write(struct pinlink *p, const void *buf, size_t len);
+int pinlink_read(struct pinlink *p, void *buf, size_t len);
+/* Keying material exported from the session (RFC 8446 exporter). */
+int pinlink_export(struct pinlink *p, const char *label, uint8_t *out, size_t outlen);
+/* Ends the session (close_notify) and wipes its keys. NULL is a no-op. */
+void pinlink_close(struct pinlink *p);
 
 #endif

@@ -1,0 +1,379 @@
+/*
+ * pinlink.c: the PIN-secured temporary link of intake. SPAKE2+ (RFC 9383)
+ * over the raw radio link turns the setup PIN into a fresh shared key; that
+ * key is the external PSK of a TLS 1.3 session (psk_dhe_ke, so a second
+ * ephemeral key exchange) that carries the intake protocol.
+ *
+ * On the air, before TLS:
+ *   prover   -> verifier  "PLK1" shareP(65)
+ *   verifier -> prover    shareV(65) confirmV(32)
+ *   prover   -> verifier  confirmP(32)
+ * A wrong PIN ends the link; neither side learns which side was wrong.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "provision/provision.h"
+
+#define PLK_MAGIC "PLK1"
+#define PLK_MAGIC_LEN 4
+#define PLK_CONTEXT "provd intake link v1"
+#define PLK_ID_PROVER "provd"
+#define PLK_PSK_IDENTITY "provd-intake-v1"
+
+struct pinlink {
+	struct radio_link *link;	/* borrowed */
+	SSL_CTX *ctx;
+	SSL *ssl;
+	int timeout_ms;
+	uint8_t psk[SPAKE2P_KEY_LEN];	/* wiped once the handshake is done */
+};
+
+/* ---------------------------------------------------------------------
+ * A BIO over a radio link, so that OpenSSL can run TLS on any backend.
+ */
+static BIO_METHOD *link_method;
+static CRYPTO_ONCE link_once = CRYPTO_ONCE_STATIC_INIT;
+
+static int
+link_bio_write(BIO *b, const char *buf, int len)
+{
+	struct pinlink *p = BIO_get_data(b);
+
+	if (len <= 0)
+		return 0;
+	return radio_link_write(p->link, buf, (size_t)len, p->timeout_ms) == 0 ? len : -1;
+}
+
+static int
+link_bio_read(BIO *b, char *buf, int len)
+{
+	struct pinlink *p = BIO_get_data(b);
+	size_t got = 0;
+	int r;
+
+	if (len <= 0)
+		return 0;
+	r = radio_link_read_some(p->link, buf, (size_t)len, &got, p->timeout_ms);
+	if (r == 0)
+		return (int)got;
+	return r == ERR_IO ? 0 : -1;	/* 0: the peer closed the link */
+}
+
+static long
+link_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	(void)b;
+	(void)num;
+	(void)ptr;
+	return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int
+link_bio_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+static void
+link_method_init(void)
+{
+	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "radio link");
+
+	if (m == NULL)
+		return;
+	if (!BIO_meth_set_write(m, link_bio_write) || !BIO_meth_set_read(m, link_bio_read) ||
+	    !BIO_meth_set_ctrl(m, link_bio_ctrl) || !BIO_meth_set_create(m, link_bio_create)) {
+		BIO_meth_free(m);
+		return;
+	}
+	link_method = m;
+}
+
+/* ---------------------------------------------------------------------
+ * TLS 1.3 with the SPAKE2+ key as external PSK.
+ */
+static SSL_SESSION *
+psk_session(SSL *ssl, const uint8_t psk[SPAKE2P_KEY_LEN])
+{
+	static const unsigned char aes128gcm[] = { 0x13, 0x01 };
+	const SSL_CIPHER *c = SSL_CIPHER_find(ssl, aes128gcm);
+	SSL_SESSION *s = SSL_SESSION_new();
+
+	if (c == NULL || s == NULL || !SSL_SESSION_set1_master_key(s, psk, SPAKE2P_KEY_LEN) ||
+	    !SSL_SESSION_set_cipher(s, c) ||
+	    !SSL_SESSION_set_protocol_version(s, TLS1_3_VERSION)) {
+		SSL_SESSION_free(s);
+		return NULL;
+	}
+	return s;
+}
+
+static int
+psk_use_cb(SSL *ssl, const EVP_MD *md, const unsigned char **id, size_t *idlen,
+    SSL_SESSION **sess)
+{
+	struct pinlink *p = SSL_get_app_data(ssl);
+	(void)md;
+
+	if ((*sess = psk_session(ssl, p->psk)) == NULL)
+		return 0;
+	*id = (const unsigned char *)PLK_PSK_IDENTITY;
+	*idlen = strlen(PLK_PSK_IDENTITY);
+	return 1;
+}
+
+static int
+psk_find_cb(SSL *ssl, const unsigned char *id, size_t idlen, SSL_SESSION **sess)
+{
+	struct pinlink *p = SSL_get_app_data(ssl);
+
+	*sess = NULL;
+	if (idlen != strlen(PLK_PSK_IDENTITY) || memcmp(id, PLK_PSK_IDENTITY, idlen) != 0)
+		return 1;	/* unknown identity: the handshake fails */
+	*sess = psk_session(ssl, p->psk);
+	return *sess != NULL;
+}
+
+void
+pinlink_close(struct pinlink *p)
+{
+	if (p == NULL)
+		return;
+	if (p->ssl != NULL) {
+		(void)SSL_shutdown(p->ssl);
+		SSL_free(p->ssl);	/* also frees the BIO; wipes the keys */
+	}
+	SSL_CTX_free(p->ctx);
+	OPENSSL_cleanse(p->psk, sizeof(p->psk));
+	free(p);
+}
+
+static int
+tls_start(struct pinlink *p, int server)
+{
+	BIO *bio;
+	int ret;
+
+	CRYPTO_THREAD_run_once(&link_once, link_method_init);
+	if (link_method == NULL)
+		return ERR_CRYPTO;
+	p->ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+	if (p->ctx == NULL || !SSL_CTX_set_min_proto_version(p->ctx, TLS1_3_VERSION) ||
+	    !SSL_CTX_set_ciphersuites(p->ctx, "TLS_AES_128_GCM_SHA256")) {
+		log_ossl("TLS context");
+		return ERR_CRYPTO;
+	}
+	/* no session tickets: nothing of this link outlives it */
+	SSL_CTX_set_num_tickets(p->ctx, 0);
+	SSL_CTX_set_session_cache_mode(p->ctx, SSL_SESS_CACHE_OFF);
+	if (server)
+		SSL_CTX_set_psk_find_session_callback(p->ctx, psk_find_cb);
+	else
+		SSL_CTX_set_psk_use_session_callback(p->ctx, psk_use_cb);
+	if ((p->ssl = SSL_new(p->ctx)) == NULL || (bio = BIO_new(link_method)) == NULL) {
+		log_ossl("TLS session");
+		return ERR_CRYPTO;
+	}
+	BIO_set_data(bio, p);
+	SSL_set_bio(p->ssl, bio, bio);
+	SSL_set_app_data(p->ssl, p);
+	ret = server ? SSL_accept(p->ssl) : SSL_connect(p->ssl);
+	OPENSSL_cleanse(p->psk, sizeof(p->psk));
+	if (ret != 1) {
+		/* a wrong PIN on either side ends here or in the exchange */
+		ERR_clear_error();
+		return ERR_AUTH;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * The PAKE on the raw link, then TLS.
+ */
+int
+pinlink_connect(struct radio_link *l, const char *pin, const uint8_t dev_addr[MAC_LEN],
+    int timeout_ms, struct pinlink **out)
+{
+	uint8_t w0[SPAKE2P_SCALAR_LEN], w1[SPAKE2P_SCALAR_LEN];
+	uint8_t first[PLK_MAGIC_LEN + SPAKE2P_POINT_LEN];
+	uint8_t reply[SPAKE2P_POINT_LEN + SPAKE2P_MAC_LEN], confirmP[SPAKE2P_MAC_LEN];
+	struct spake2p *sp = NULL;
+	struct pinlink *p = NULL;
+	int r;
+
+	*out = NULL;
+	if ((r = spake2p_derive(pin, dev_addr, MAC_LEN, w0, w1)) != 0)
+		goto out;
+	if ((r = spake2p_prover_new(w0, w1, (const uint8_t *)PLK_CONTEXT, strlen(PLK_CONTEXT),
+	    (const uint8_t *)PLK_ID_PROVER, strlen(PLK_ID_PROVER), dev_addr, MAC_LEN, &sp)) != 0)
+		goto out;
+	OPENSSL_cleanse(w0, sizeof(w0));
+	OPENSSL_cleanse(w1, sizeof(w1));
+	memcpy(first, PLK_MAGIC, PLK_MAGIC_LEN);
+	if ((r = spake2p_prover_start(sp, first + PLK_MAGIC_LEN)) != 0 ||
+	    (r = radio_link_write(l, first, sizeof(first), timeout_ms)) != 0)
+		goto out;
+	if ((r = radio_link_read(l, reply, sizeof(reply), timeout_ms)) != 0) {
+		r = r == ERR_IO ? ERR_AUTH : r;	/* a locked device just hangs up */
+		goto out;
+	}
+	if ((r = spake2p_prover_finish(sp, reply, reply + SPAKE2P_POINT_LEN, confirmP)) != 0 ||
+	    (r = radio_link_write(l, confirmP, sizeof(confirmP), timeout_ms)) != 0)
+		goto out;
+	if ((p = calloc(1, sizeof(*p))) == NULL) {
+		r = ERR_NOMEM;
+		goto out;
+	}
+	p->link = l;
+	p->timeout_ms = timeout_ms;
+	if ((r = spake2p_shared_key(sp, p->psk)) != 0)
+		goto out;
+	spake2p_free(sp);
+	sp = NULL;
+	if ((r = tls_start(p, 0)) != 0)
+		goto out;
+	*out = p;
+	p = NULL;
+	r = 0;
+out:
+	OPENSSL_cleanse(w0, sizeof(w0));
+	OPENSSL_cleanse(w1, sizeof(w1));
+	spake2p_free(sp);
+	pinlink_close(p);
+	return r;
+}
+
+int
+pinlink_accept(struct radio_link *l, const uint8_t w0[SPAKE2P_SCALAR_LEN],
+    const uint8_t L[SPAKE2P_POINT_LEN], const uint8_t self_addr[MAC_LEN], int timeout_ms,
+    struct pinlink **out)
+{
+	uint8_t first[PLK_MAGIC_LEN + SPAKE2P_POINT_LEN];
+	uint8_t reply[SPAKE2P_POINT_LEN + SPAKE2P_MAC_LEN], confirmP[SPAKE2P_MAC_LEN];
+	struct spake2p *sp = NULL;
+	struct pinlink *p = NULL;
+	int r;
+
+	*out = NULL;
+	if ((r = radio_link_read(l, first, sizeof(first), timeout_ms)) != 0)
+		goto out;
+	if (memcmp(first, PLK_MAGIC, PLK_MAGIC_LEN) != 0) {
+		r = ERR_INVALID;
+		goto out;
+	}
+	if ((r = spake2p_verifier_new(w0, L, (const uint8_t *)PLK_CONTEXT, strlen(PLK_CONTEXT),
+	    (const uint8_t *)PLK_ID_PROVER, strlen(PLK_ID_PROVER), self_addr, MAC_LEN, &sp)) != 0 ||
+	    (r = spake2p_verifier_respond(sp, first + PLK_MAGIC_LEN, reply,
+	    reply + SPAKE2P_POINT_LEN)) != 0 ||
+	    (r = radio_link_write(l, reply, sizeof(reply), timeout_ms)) != 0)
+		goto out;
+	if ((r = radio_link_read(l, confirmP, sizeof(confirmP), timeout_ms)) != 0) {
+		r = r == ERR_IO ? ERR_AUTH : r;	/* the prover found the PIN wrong */
+		goto out;
+	}
+	if ((r = spake2p_verifier_finish(sp, confirmP)) != 0)
+		goto out;
+	if ((p = calloc(1, sizeof(*p))) == NULL) {
+		r = ERR_NOMEM;
+		goto out;
+	}
+	p->link = l;
+	p->timeout_ms = timeout_ms;
+	if ((r = spake2p_shared_key(sp, p->psk)) != 0)
+		goto out;
+	spake2p_free(sp);
+	sp = NULL;
+	if ((r = tls_start(p, 1)) != 0)
+		goto out;
+	*out = p;
+	p = NULL;
+	r = 0;
+out:
+	spake2p_free(sp);
+	pinlink_close(p);
+	return r;
+}
+
+/* ---------------------------------------------------------------------
+ * Bytes and intake messages inside the session.
+ */
+int
+pinlink_write(struct pinlink *p, const void *buf, size_t len)
+{
+	size_t written = 0;
+
+	if (len == 0)
+		return 0;
+	if (SSL_write_ex(p->ssl, buf, len, &written) != 1 || written != len) {
+		ERR_clear_error();
+		return ERR_IO;
+	}
+	return 0;
+}
+
+int
+pinlink_read(struct pinlink *p, void *buf, size_t len)
+{
+	size_t off = 0, got;
+
+	while (off < len) {
+		if (SSL_read_ex(p->ssl, (char *)buf + off, len - off, &got) != 1) {
+			/* closed, reset, timed out or tampered with: the link is over */
+			ERR_clear_error();
+			return ERR_IO;
+		}
+		off += got;
+	}
+	return 0;
+}
+
+int
+pinlink_send(struct pinlink *p, const struct proto_msg *m)
+{
+	uint8_t *buf;
+	size_t cap = PROTO_HDR_LEN + PROTO_MAX_PAYLOAD, len = 0;
+	int r;
+
+	if ((buf = malloc(cap)) == NULL)
+		return ERR_NOMEM;
+	if ((r = proto_encode(m, buf, cap, &len)) == 0)
+		r = pinlink_write(p, buf, len);
+	OPENSSL_cleanse(buf, len);	/* a KEY_DELIVERY frame holds a private key */
+	free(buf);
+	return r;
+}
+
+int
+pinlink_recv(struct pinlink *p, uint8_t *buf, size_t cap, struct proto_msg *m)
+{
+	size_t framelen = 0;
+	int r;
+
+	if (cap < PROTO_HDR_LEN)
+		return ERR_TOO_BIG;
+	if ((r = pinlink_read(p, buf, PROTO_HDR_LEN)) != 0 ||
+	    (r = proto_frame_len(buf, &framelen)) != 0)
+		return r;
+	if (framelen > cap)
+		return ERR_TOO_BIG;
+	if ((r = pinlink_read(p, buf + PROTO_HDR_LEN, framelen - PROTO_HDR_LEN)) != 0)
+		return r;
+	return proto_decode(buf, framelen, m);
+}
+
+int
+pinlink_export(struct pinlink *p, const char *label, uint8_t *out, size_t outlen)
+{
+	if (SSL_export_keying_material(p->ssl, out, outlen, label, strlen(label),
+	    NULL, 0, 0) != 1) {
+		ERR_clear_error();
+		return ERR_CRYPTO;
+	}
+	return 0;
+}
