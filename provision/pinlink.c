@@ -216,11 +216,13 @@ pinlink_connect(struct radio_link *l, const char *pin, const uint8_t dev_addr[MA
 	OPENSSL_cleanse(w0, sizeof(w0));
 	OPENSSL_cleanse(w1, sizeof(w1));
 	memcpy(first, PLK_MAGIC, PLK_MAGIC_LEN);
-	if ((r = spake2p_prover_start(sp, first + PLK_MAGIC_LEN)) != 0 ||
-	    (r = radio_link_write(l, first, sizeof(first), timeout_ms)) != 0)
+	if ((r = spake2p_prover_start(sp, first + PLK_MAGIC_LEN)) != 0)
 		goto out;
-	if ((r = radio_link_read(l, reply, sizeof(reply), timeout_ms)) != 0) {
-		r = r == ERR_IO ? ERR_AUTH : r;	/* a locked device just hangs up */
+	/* a device that refuses (wrong PIN, intake locked) just hangs up, at
+	 * whatever point of the exchange: that is ERR_AUTH like a bad MAC */
+	if ((r = radio_link_write(l, first, sizeof(first), timeout_ms)) != 0 ||
+	    (r = radio_link_read(l, reply, sizeof(reply), timeout_ms)) != 0) {
+		r = r == ERR_IO ? ERR_AUTH : r;
 		goto out;
 	}
 	if ((r = spake2p_prover_finish(sp, reply, reply + SPAKE2P_POINT_LEN, confirmP)) != 0 ||
