@@ -205,4 +205,48 @@ int pinlink_export(struct pinlink *p, const char *label, uint8_t *out, size_t ou
 /* Ends the session (close_notify) and wipes its keys. NULL is a no-op. */
 void pinlink_close(struct pinlink *p);
 
+/* ---------------------------------------------------------------------
+ * One intake conversation, operator's side (intake.c), over an established
+ * pinlink. The CA is the caller's: intake_run hands it the CSR.
+ */
+enum intake_keygen {
+	INTAKE_KEYGEN_AUTO = 0,		/* device keygen when the device can */
+	INTAKE_KEYGEN_DEVICE,		/* the key never leaves the device */
+	INTAKE_KEYGEN_SERVER,		/* made here, delivered, our copy wiped */
+};
+const char *intake_keygen_name(enum intake_keygen k);
+
+struct intake_params {
+	uint8_t label_mac[MAC_LEN];	/* the address the operator confirmed */
+	uint8_t link_peer[MAC_LEN];	/* the radio's view of the peer */
+	enum intake_keygen keygen;
+	/* Issues a certificate for mac from csr (DER); *cert is a new buffer
+	 * (free()). On refusal returns an error and may write a sentence into
+	 * why. */
+	int (*issue)(void *arg, const uint8_t mac[MAC_LEN], const uint8_t *csr,
+	    size_t csrlen, uint8_t **cert, size_t *certlen, char *why, size_t whylen);
+	void *issue_arg;
+	const uint8_t *const *chain;	/* CA certificates (DER) for INSTALL */
+	const size_t *chainlen;
+	size_t nchain;
+};
+
+struct intake_result {
+	uint8_t mac[MAC_LEN];		/* as the device said in HELLO */
+	char model[PROTO_MAX_STR + 1];
+	enum intake_keygen keygen;	/* the flow used */
+	char step[16];			/* last step reached: hello, keygen, ca,
+					   push, done */
+	uint8_t *cert;			/* on success: the installed certificate
+					   (DER, free()) */
+	size_t certlen;
+	uint64_t ms_keygen, ms_ca, ms_push;	/* time per step */
+};
+
+/* Runs the conversation. 0 only after the device acknowledged the exact
+ * certificate. Otherwise a code and a sentence for the operator in why;
+ * res->step says how far it got. */
+int intake_run(struct pinlink *p, const struct intake_params *ip,
+    struct intake_result *res, char *why, size_t whylen);
+
 #endif
