@@ -90,7 +90,10 @@ struct device_profile {
 
 /* Serves one intake on an accepted link: the PIN-secured link as SPAKE2+
  * verifier, HELLO, key generation in ks (or a delivered key), atomic
- * install, ACK. ERR_AUTH on a wrong PIN; a sentence in why otherwise. */
+ * install, ACK, then the server's DONE. 0 only after DONE: the device is
+ * recorded and should close intake. ERR_AUTH on a wrong PIN; otherwise a
+ * sentence in why (the identity may be installed without DONE: intake must
+ * stay open so that a retry can replace it). */
 int device_intake_serve(struct radio_link *l, const struct device_profile *dp,
     struct keystore *ks, int timeout_ms, char *why, size_t whylen);
 

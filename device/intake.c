@@ -142,10 +142,20 @@ device_intake_serve(struct radio_link *l, const struct device_profile *dp,
 		r = ERR_CRYPTO;
 		goto out;
 	}
-	/* installed: the ACK may still be lost, in which case the server
-	 * records nothing and the operator retries (see docs/protocol.md) */
-	if ((r = pinlink_send(p, &out)) != 0) {
-		set_why(why, whylen, "the link dropped before the acknowledgement");
+	/* installed; recorded only when DONE comes. Without it the server may
+	 * have recorded nothing, so intake stays open for a retry */
+	uint8_t fp[32];
+	memcpy(fp, out.u.ack.cert_sha256, sizeof(fp));
+	if ((r = pinlink_send(p, &out)) != 0 || (r = pinlink_recv(p, buf, FRAME_CAP, &m)) != 0) {
+		set_why(why, whylen, "the certificate is installed but the server did not "
+		    "confirm the record");
+		r = ERR_IO;
+		goto out;
+	}
+	if (m.type != PROTO_DONE || CRYPTO_memcmp(m.u.done.cert_sha256, fp, sizeof(fp)) != 0) {
+		set_why(why, whylen, "the certificate is installed but the server's answer is "
+		    "not a record of it");
+		r = ERR_INVALID;
 		goto out;
 	}
 	r = 0;

@@ -281,3 +281,14 @@ out:
 	OPENSSL_secure_clear_free(buf, FRAME_CAP);
 	return r;
 }
+
+int
+intake_done(struct pinlink *p, const struct intake_result *res)
+{
+	struct proto_msg m = { .type = PROTO_DONE };
+
+	if (res->cert == NULL ||
+	    !EVP_Digest(res->cert, res->certlen, m.u.done.cert_sha256, NULL, EVP_sha256(), NULL))
+		return ERR_INVALID;
+	return pinlink_send(p, &m);
+}

@@ -59,6 +59,9 @@ static const struct tag_rule install_tags[] = {
 static const struct tag_rule ack_tags[] = {
 	{ 1, K_HASH, 1, 1 },
 };
+static const struct tag_rule done_tags[] = {
+	{ 1, K_HASH, 1, 1 },
+};
 static const struct tag_rule error_tags[] = {
 	{ 1, K_ERRCODE, 1, 1 }, { 2, K_STR, 0, 1 },
 };
@@ -72,6 +75,7 @@ static const struct type_rule type_rules[] = {
 	RULE(PROTO_INSTALL, "INSTALL", install_tags),
 	RULE(PROTO_ACK, "ACK", ack_tags),
 	RULE(PROTO_ERROR, "ERROR", error_tags),
+	RULE(PROTO_DONE, "DONE", done_tags),
 };
 #undef RULE
 
@@ -386,6 +390,9 @@ fill_msg(const struct items *it, struct proto_msg *m)
 		case PROTO_ACK:
 			memcpy(m->u.ack.cert_sha256, p, HASH_LEN);
 			break;
+		case PROTO_DONE:
+			memcpy(m->u.done.cert_sha256, p, HASH_LEN);
+			break;
 		case PROTO_ERROR:
 			if (tag == 1)
 				m->u.error.code = (enum proto_errcode)get_be16(p);
@@ -512,6 +519,10 @@ collect(const struct proto_msg *m, struct items *it, uint8_t scratch[4])
 		break;
 	case PROTO_ACK:
 		if ((r = items_add(it, 1, m->u.ack.cert_sha256, HASH_LEN)) != 0)
+			return r;
+		break;
+	case PROTO_DONE:
+		if ((r = items_add(it, 1, m->u.done.cert_sha256, HASH_LEN)) != 0)
 			return r;
 		break;
 	case PROTO_ERROR:

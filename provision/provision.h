@@ -108,6 +108,7 @@ enum proto_type {
 	PROTO_INSTALL = 5,	/* server -> device: certificate + CA chain */
 	PROTO_ACK = 6,		/* device -> server: installed (or key stored) */
 	PROTO_ERROR = 7,	/* either way: typed error, then close */
+	PROTO_DONE = 8,		/* server -> device: recorded; intake is over */
 };
 
 /* capability bits in HELLO */
@@ -158,6 +159,9 @@ struct proto_msg {
 		struct {
 			uint8_t cert_sha256[32];	/* of the certificate stored */
 		} ack;
+		struct {
+			uint8_t cert_sha256[32];	/* of the certificate recorded */
+		} done;
 		struct {
 			enum proto_errcode code;
 			char text[PROTO_MAX_STR + 1];
@@ -248,5 +252,8 @@ struct intake_result {
  * res->step says how far it got. */
 int intake_run(struct pinlink *p, const struct intake_params *ip,
     struct intake_result *res, char *why, size_t whylen);
+/* After the caller has recorded the device durably: tells the device
+ * (DONE), which then closes its setup PIN to further intake. */
+int intake_done(struct pinlink *p, const struct intake_result *res);
 
 #endif

@@ -129,6 +129,8 @@ run(const char *dev_pin, const char *op_pin, const char *label, enum intake_keyg
 	}
 	if (o->op == 0)
 		o->op = intake_run(p, &ip, &o->res, o->why, sizeof(o->why));
+	if (o->op == 0)
+		o->op = intake_done(p, &o->res);
 	pinlink_close(p);
 	radio_link_close(l);
 	pthread_join(th, NULL);

@@ -77,6 +77,10 @@ sample(enum proto_type t, int full, struct proto_msg *m)
 		for (int i = 0; i < 32; i++)
 			m->u.ack.cert_sha256[i] = (uint8_t)(255 - i);
 		break;
+	case PROTO_DONE:
+		for (int i = 0; i < 32; i++)
+			m->u.done.cert_sha256[i] = (uint8_t)(128 + i);
+		break;
 	case PROTO_ERROR:
 		m->u.error.code = PROTO_E_REFUSED;
 		if (full)
@@ -87,7 +91,7 @@ sample(enum proto_type t, int full, struct proto_msg *m)
 
 static const enum proto_type all_types[] = {
 	PROTO_HELLO, PROTO_KEYGEN_REQ, PROTO_CSR, PROTO_KEY_DELIVERY,
-	PROTO_INSTALL, PROTO_ACK, PROTO_ERROR,
+	PROTO_INSTALL, PROTO_ACK, PROTO_ERROR, PROTO_DONE,
 };
 #define NTYPES (sizeof(all_types) / sizeof(all_types[0]))
 
@@ -152,6 +156,9 @@ test_round_trip(void **state)
 				break;
 			case PROTO_ACK:
 				assert_memory_equal(out.u.ack.cert_sha256, in.u.ack.cert_sha256, 32);
+				break;
+			case PROTO_DONE:
+				assert_memory_equal(out.u.done.cert_sha256, in.u.done.cert_sha256, 32);
 				break;
 			case PROTO_ERROR:
 				assert_int_equal(out.u.error.code, PROTO_E_REFUSED);
@@ -353,7 +360,7 @@ test_bad_header(void **state)
 	assert_int_equal(fb_decode(&f, &m), ERR_INVALID);
 	f.b[2] = 0;
 	for (unsigned t = 0; t < 256; t++) {			/* unknown types */
-		if (t >= PROTO_HELLO && t <= PROTO_ERROR)
+		if (t >= PROTO_HELLO && t <= PROTO_DONE)
 			continue;
 		f.b[1] = (uint8_t)t;
 		assert_int_equal(fb_decode(&f, &m), ERR_INVALID);
@@ -704,7 +711,7 @@ test_encode_refuses(void **state)
 	sample(PROTO_HELLO, 1, &m);
 	m.type = (enum proto_type)0;
 	assert_int_equal(encode_checked(&m, 1024), ERR_INVALID);
-	m.type = (enum proto_type)8;
+	m.type = (enum proto_type)9;
 	assert_int_equal(encode_checked(&m, 1024), ERR_INVALID);
 
 	sample(PROTO_HELLO, 1, &m);
