@@ -27,13 +27,13 @@ override LDFLAGS += -fsanitize=address,undefined
 endif
 
 # Libraries, in link order (a library may use those after it).
-LIBDIRS  := $(foreach d,server provision device ldap db ca common,$(if $(wildcard $(d)/*.c),$(d)))
+LIBDIRS  := $(foreach d,server device provision ldap db ca common,$(if $(wildcard $(d)/*.c),$(d)))
 LIBS     := $(foreach d,$(LIBDIRS),$(BUILD)/lib/lib$(d).a)
 
 lib_srcs = $(filter-out $(1)/main_%.c,$(wildcard $(1)/*.c))
 lib_objs = $(patsubst %.c,$(BUILD)/obj/%.o,$(call lib_srcs,$(1)))
 
-PROGS    := $(BUILD)/bin/provd $(BUILD)/bin/provctl
+PROGS    := $(BUILD)/bin/provd $(BUILD)/bin/provctl $(BUILD)/bin/devagent
 GEN      := $(BUILD)/gen/migrations.c
 
 UNIT_SRCS  := $(wildcard tests/unit/*/test_*.c)
@@ -64,6 +64,10 @@ endef
 $(foreach d,$(LIBDIRS),$(eval $(call LIB_RULE,$(d))))
 
 $(BUILD)/bin/%: $(BUILD)/obj/server/main_%.o $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIBS) $(LDLIBS)
+
+$(BUILD)/bin/devagent: $(BUILD)/obj/device/main_devagent.o $(LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIBS) $(LDLIBS)
 

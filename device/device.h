@@ -97,4 +97,39 @@ struct device_profile {
 int device_intake_serve(struct radio_link *l, const struct device_profile *dp,
     struct keystore *ks, int timeout_ms, char *why, size_t whylen);
 
+/* ---------------------------------------------------------------------
+ * A provisionable device (agent.c): persistent state in a directory, the
+ * lockout after failed PIN exchanges (5 failures lock intake for 30 s,
+ * doubling with each further failure up to a day), and no intake once
+ * recorded (DONE) until a factory reset.
+ */
+struct agent;
+
+struct agent_init_opts {
+	const char *dir;		/* state directory (created 0700) */
+	const char *addr;		/* the address on the label */
+	const char *pin;		/* the setup PIN on the label: 6..32 digits */
+	const char *name, *model;	/* 1..128 printable characters */
+	const char *keystore;		/* "file" or "tpm2" */
+	const char *tcti;		/* tpm2: TCTI string, or NULL */
+};
+
+/* Manufacture: writes the profile with the SPAKE2+ record made from the PIN
+ * (the PIN is not stored) and a fresh intake state. */
+int agent_init(const struct agent_init_opts *o, char *why, size_t whylen);
+int agent_open(const char *dir, struct agent **out);
+void agent_close(struct agent *a);			/* NULL is a no-op */
+const struct device_profile *agent_profile(const struct agent *a);
+struct keystore *agent_keystore(struct agent *a);
+void agent_status(const struct agent *a, int *provisioned, int64_t *failures,
+    int64_t *locked_until);
+/* Factory reset: wipes the keystore and reopens intake. */
+int agent_reset(struct agent *a);
+/* Waits for one incoming link and serves it: refused when provisioned
+ * (ERR_CONFLICT) or locked (ERR_FORBIDDEN) — the link is just closed, the
+ * operator sees a failed PIN exchange; otherwise device_intake_serve, with
+ * failures counted and success recorded. ERR_TIMEOUT when nobody came. */
+int agent_serve_once(struct agent *a, struct radio *radio, int timeout_ms, char *why,
+    size_t whylen);
+
 #endif

@@ -1,0 +1,252 @@
+/*
+ * main_devagent.c: devagent, the simulated device and reference program of
+ * the device library — made at "manufacture" from an address and a setup
+ * PIN, it answers inquiry and intake on a radio, keeps its key in a keystore
+ * (tpm2 or file), and can show its identity or be factory reset.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <openssl/crypto.h>
+#include <openssl/x509.h>
+
+#include "device/device.h"
+
+static volatile sig_atomic_t stop;
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: devagent --state DIR COMMAND\n"
+	    "\n"
+	    "commands:\n"
+	    "  init --addr ADDR --pin PIN [--name NAME] [--model MODEL]\n"
+	    "       [--keystore file|tpm2] [--tcti TCTI]     make the device (the PIN is not kept)\n"
+	    "  serve [--air DIR] [--once] [--timeout SECONDS]  answer inquiry and intake\n"
+	    "  show                                           print the device's identity\n"
+	    "  reset                                          factory reset\n"
+	    "\n"
+	    "The radio is the sim backend; --air (default $PROVD_AIR) is its directory.\n");
+}
+
+static int
+cmd_init(const char *state, int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "addr", required_argument, NULL, 'a' },
+		{ "pin", required_argument, NULL, 'p' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "model", required_argument, NULL, 'm' },
+		{ "keystore", required_argument, NULL, 'k' },
+		{ "tcti", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct agent_init_opts o = { .dir = state, .name = "device", .model = "devagent",
+		.keystore = "file" };
+	char why[256];
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
+		switch (c) {
+		case 'a': o.addr = optarg; break;
+		case 'p': o.pin = optarg; break;
+		case 'n': o.name = optarg; break;
+		case 'm': o.model = optarg; break;
+		case 'k': o.keystore = optarg; break;
+		case 't': o.tcti = optarg; break;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (o.addr == NULL || o.pin == NULL || optind != argc) {
+		fprintf(stderr, "devagent: init needs --addr and --pin\n");
+		return 2;
+	}
+	if (agent_init(&o, why, sizeof(why)) != 0) {
+		fprintf(stderr, "devagent: %s\n", why);
+		return 1;
+	}
+	printf("device %s made in %s (keystore %s)\n", o.addr, state, o.keystore);
+	return 0;
+}
+
+static int
+cmd_serve(struct agent *a, int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "air", required_argument, NULL, 'A' },
+		{ "once", no_argument, NULL, 'o' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const struct device_profile *dp = agent_profile(a);
+	struct radio_params rp = { .backend = "sim", .sim_dir = getenv("PROVD_AIR") };
+	struct radio_device self = { .cod = 0x240404, .rssi = -45 };
+	struct radio *radio = NULL;
+	int64_t secs = 0;
+	int once = 0, c, r, rc = 1;
+	char why[256], ms[MAC_STR_LEN];
+	uint64_t deadline;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
+		switch (c) {
+		case 'A': rp.sim_dir = optarg; break;
+		case 'o': once = 1; break;
+		case 't':
+			if (parse_int64(optarg, 1, 86400, &secs) != 0) {
+				fprintf(stderr, "devagent: --timeout is 1..86400 seconds\n");
+				return 2;
+			}
+			break;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (rp.sim_dir == NULL || optind != argc) {
+		fprintf(stderr, "devagent: serve needs --air DIR (or $PROVD_AIR)\n");
+		return 2;
+	}
+	memcpy(self.addr, dp->addr, MAC_LEN);
+	snprintf(self.name, sizeof(self.name), "%.*s", (int)sizeof(self.name) - 1, dp->name);
+	mac_format(dp->addr, ms);
+	if ((r = radio_open(&rp, &radio)) != 0 || (r = radio_listen(radio, &self)) != 0) {
+		fprintf(stderr, "devagent: cannot use the radio: %s\n", provd_strerror(r));
+		radio_close(radio);
+		return 1;
+	}
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGPIPE, SIG_IGN);
+	printf("devagent %s (%s) in range on %s\n", ms, dp->name, rp.sim_dir);
+	fflush(stdout);
+	deadline = secs ? now_ns() + (uint64_t)secs * 1000000000ull : 0;
+	while (!stop && (deadline == 0 || now_ns() < deadline)) {
+		r = agent_serve_once(a, radio, 500, why, sizeof(why));
+		if (r == ERR_TIMEOUT)
+			continue;
+		if (r == 0) {
+			printf("devagent %s: provisioned\n", ms);
+			fflush(stdout);
+			rc = 0;
+			if (once)
+				break;
+			continue;
+		}
+		fprintf(stderr, "devagent %s: %s\n", ms, why[0] ? why : provd_strerror(r));
+		if (once)
+			break;
+	}
+	if (!once && stop)
+		rc = 0;
+	radio_close(radio);
+	return rc;
+}
+
+static int
+cmd_show(struct agent *a)
+{
+	const struct device_profile *dp = agent_profile(a);
+	EVP_PKEY *key = NULL;
+	uint8_t *cert = NULL;
+	size_t len = 0;
+	int provisioned;
+	int64_t failures, locked_until;
+	char ms[MAC_STR_LEN];
+
+	mac_format(dp->addr, ms);
+	agent_status(a, &provisioned, &failures, &locked_until);
+	printf("address:     %s\nname:        %s\nmodel:       %s\nkeystore:    %s\n", ms,
+	    dp->name, dp->model, keystore_kind(agent_keystore(a)));
+	printf("intake:      %s", provisioned ? "closed (provisioned)" :
+	    locked_until > (int64_t)time(NULL) ? "locked" : "open");
+	if (failures > 0)
+		printf(", %lld failed PIN exchange(s)", (long long)failures);
+	putchar('\n');
+	if (keystore_identity(agent_keystore(a), &key, &cert, &len) == 0) {
+		const unsigned char *p = cert;
+		X509 *x = d2i_X509(NULL, &p, (long)len);
+		if (x != NULL) {
+			char subj[256], issuer[256];
+			const ASN1_INTEGER *sn = X509_get0_serialNumber(x);
+			BIGNUM *bn = ASN1_INTEGER_to_BN(sn, NULL);
+			char *hex = bn ? BN_bn2hex(bn) : NULL;
+			X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj));
+			X509_NAME_oneline(X509_get_issuer_name(x), issuer, sizeof(issuer));
+			printf("certificate: serial %s\n  subject:   %s\n  issuer:    %s\n",
+			    hex ? hex : "?", subj, issuer);
+			OPENSSL_free(hex);
+			BN_free(bn);
+			X509_free(x);
+		}
+		EVP_PKEY_free(key);
+		free(cert);
+	} else
+		printf("certificate: none\n");
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *state = NULL;
+	struct agent *a = NULL;
+	int c, rc, r;
+
+	static const struct option lopts[] = {
+		{ "state", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+
+	while ((c = getopt_long(argc, argv, "+s:h", lopts, NULL)) != -1) {
+		if (c == 's')
+			state = optarg;
+		else if (c == 'h') {
+			usage(stdout);
+			return 0;
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (state == NULL || argc < 1) {
+		usage(stderr);
+		return 2;
+	}
+	CRYPTO_secure_malloc_init(1 << 16, 32);
+	log_init("devagent", LOG_LVL_WARN, 0, 0);
+	if (strcmp(argv[0], "init") == 0)
+		return cmd_init(state, argc, argv);
+	if ((r = agent_open(state, &a)) != 0) {
+		fprintf(stderr, "devagent: %s: %s (run devagent init first?)\n", state,
+		    provd_strerror(r));
+		return 1;
+	}
+	if (strcmp(argv[0], "serve") == 0)
+		rc = cmd_serve(a, argc, argv);
+	else if (strcmp(argv[0], "show") == 0 && argc == 1)
+		rc = cmd_show(a);
+	else if (strcmp(argv[0], "reset") == 0 && argc == 1) {
+		rc = agent_reset(a) == 0 ? 0 : 1;
+		printf(rc == 0 ? "factory reset: keystore wiped, intake open\n" :
+		    "factory reset failed\n");
+	} else {
+		usage(stderr);
+		rc = 2;
+	}
+	agent_close(a);
+	return rc;
+}

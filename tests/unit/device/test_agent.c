@@ -1,0 +1,268 @@
+/*
+ * test_agent.c: a device's intake rules over the sim radio — recorded once
+ * (DONE) it refuses intake until a factory reset; five wrong PINs lock it,
+ * and while locked even the right PIN is refused; an intake cut after ACK
+ * (no DONE) leaves intake open and a retry succeeds.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <cmocka.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "ca/ca.h"
+#include "device/device.h"
+
+#define TIMEOUT 20000
+#define PIN "493817"
+
+static char dir[] = "/tmp/provd-test-agent.XXXXXX";
+static char air[300], state[300], cadir[300];
+static struct config *cfg;
+static struct ca_key *cakey;
+static const uint8_t addr[MAC_LEN] = { 0x02, 0x00, 0x00, 0x00, 0x00, 0x42 };
+
+static int
+issue(void *arg, const uint8_t mac[MAC_LEN], const uint8_t *csr, size_t csrlen,
+    uint8_t **cert, size_t *certlen, char *why, size_t whylen)
+{
+	struct ca_policy pol = { .allow_rsa = 0, .max_csr = 8192 };
+	struct ca_issue_req req = { 0 };
+	uint8_t *spki = NULL;
+	size_t spkilen = 0;
+	int r;
+	(void)arg;
+
+	if ((r = ca_csr_check(csr, csrlen, &pol, &spki, &spkilen, why, whylen)) != 0)
+		return r;
+	memcpy(req.mac, mac, MAC_LEN);
+	ca_serial_new(req.serial);
+	req.not_before = time(NULL) - 60;
+	req.not_after = time(NULL) + 86400;
+	req.spki = spki;
+	req.spkilen = spkilen;
+	r = ca_key_issue(cakey, &req, cert, certlen);
+	free(spki);
+	return r;
+}
+
+struct dev {
+	struct agent *a;
+	struct radio *radio;
+	int result;
+	char why[256];
+};
+
+static void *
+device_main(void *arg)
+{
+	struct dev *d = arg;
+
+	d->result = agent_serve_once(d->a, d->radio, TIMEOUT, d->why, sizeof(d->why));
+	return NULL;
+}
+
+/* One intake attempt with pin; send_done 0 stops after ACK. */
+static void
+attempt(const char *pin, int send_done, int *op, int *dev)
+{
+	struct radio_params rp = { .backend = "sim", .sim_dir = air };
+	struct radio_device self = { .cod = 0x240404, .rssi = -40 };
+	struct intake_params ip = { .keygen = INTAKE_KEYGEN_AUTO, .issue = issue };
+	struct intake_result res;
+	struct dev d = { 0 };
+	struct radio *opr = NULL;
+	struct radio_link *l = NULL;
+	struct pinlink *p = NULL;
+	char why[256];
+	pthread_t th;
+
+	assert_int_equal(agent_open(state, &d.a), 0);
+	memcpy(self.addr, addr, MAC_LEN);
+	assert_int_equal(radio_open(&rp, &d.radio), 0);
+	assert_int_equal(radio_listen(d.radio, &self), 0);
+	assert_int_equal(radio_open(&rp, &opr), 0);
+	assert_int_equal(pthread_create(&th, NULL, device_main, &d), 0);
+	memcpy(ip.label_mac, addr, MAC_LEN);
+	memset(&res, 0, sizeof(res));
+	*op = radio_connect(opr, addr, TIMEOUT, &l);
+	if (*op == 0) {
+		radio_link_peer(l, ip.link_peer);
+		*op = pinlink_connect(l, pin, addr, TIMEOUT, &p);
+	}
+	if (*op == 0)
+		*op = intake_run(p, &ip, &res, why, sizeof(why));
+	if (*op == 0 && send_done)
+		*op = intake_done(p, &res);
+	free(res.cert);
+	pinlink_close(p);
+	radio_link_close(l);
+	pthread_join(th, NULL);
+	*dev = d.result;
+	radio_close(opr);
+	radio_close(d.radio);
+	agent_close(d.a);
+}
+
+static void
+status(int *provisioned, int64_t *failures, int *locked)
+{
+	struct agent *a = NULL;
+	int64_t until;
+
+	assert_int_equal(agent_open(state, &a), 0);
+	agent_status(a, provisioned, failures, &until);
+	*locked = until > (int64_t)time(NULL);
+	agent_close(a);
+}
+
+static void
+fresh_device(void)
+{
+	struct agent_init_opts o = { .dir = state, .addr = "02:00:00:00:00:42", .pin = PIN,
+		.name = "printer", .model = "P-1", .keystore = "file" };
+	char why[256];
+
+	assert_int_equal(agent_init(&o, why, sizeof(why)), 0);
+}
+
+static void
+test_recorded_device_refuses_until_reset(void **state_)
+{
+	int op, dev, prov, locked;
+	int64_t fails;
+	struct agent *a = NULL;
+	(void)state_;
+	fresh_device();
+	attempt(PIN, 1, &op, &dev);
+	assert_int_equal(op, 0);
+	assert_int_equal(dev, 0);
+	status(&prov, &fails, &locked);
+	assert_int_equal(prov, 1);
+	/* the setup PIN opens nothing now */
+	attempt(PIN, 1, &op, &dev);
+	assert_int_equal(op, ERR_AUTH);
+	assert_int_equal(dev, ERR_CONFLICT);
+	/* factory reset reopens intake */
+	assert_int_equal(agent_open(state, &a), 0);
+	assert_int_equal(agent_reset(a), 0);
+	agent_close(a);
+	status(&prov, &fails, &locked);
+	assert_int_equal(prov, 0);
+	attempt(PIN, 1, &op, &dev);
+	assert_int_equal(op, 0);
+	assert_int_equal(dev, 0);
+}
+
+static void
+test_lockout(void **state_)
+{
+	int op, dev, prov, locked;
+	int64_t fails;
+	(void)state_;
+	fresh_device();
+	for (int i = 0; i < 5; i++) {
+		attempt("000000", 1, &op, &dev);
+		assert_int_equal(op, ERR_AUTH);
+		assert_int_equal(dev, ERR_AUTH);
+	}
+	status(&prov, &fails, &locked);
+	assert_int_equal(fails, 5);
+	assert_true(locked);
+	/* the 6th attempt, even with the right PIN, is refused while locked */
+	attempt(PIN, 1, &op, &dev);
+	assert_int_equal(op, ERR_AUTH);
+	assert_int_equal(dev, ERR_FORBIDDEN);
+	status(&prov, &fails, &locked);
+	assert_int_equal(prov, 0);
+}
+
+static void
+test_no_done_keeps_intake_open(void **state_)
+{
+	int op, dev, prov, locked;
+	int64_t fails;
+	(void)state_;
+	fresh_device();
+	attempt(PIN, 0, &op, &dev);		/* the server never says DONE */
+	assert_int_equal(op, 0);
+	assert_int_not_equal(dev, 0);
+	status(&prov, &fails, &locked);
+	assert_int_equal(prov, 0);
+	attempt(PIN, 1, &op, &dev);		/* the retry */
+	assert_int_equal(op, 0);
+	assert_int_equal(dev, 0);
+	status(&prov, &fails, &locked);
+	assert_int_equal(prov, 1);
+}
+
+static void
+test_init_refuses_bad_input(void **state_)
+{
+	struct agent_init_opts o = { .dir = state, .addr = "01:00:5e:00:00:01", .pin = PIN,
+		.name = "x", .model = "y", .keystore = "file" };
+	char why[256];
+	(void)state_;
+	assert_int_equal(agent_init(&o, why, sizeof(why)), ERR_BAD_MAC);
+	o.addr = "02:00:00:00:00:42";
+	o.pin = "12345";
+	assert_int_equal(agent_init(&o, why, sizeof(why)), ERR_INVALID);
+	o.pin = "12345a";
+	assert_int_equal(agent_init(&o, why, sizeof(why)), ERR_INVALID);
+	o.pin = PIN;
+	o.keystore = "rom";
+	assert_int_equal(agent_init(&o, why, sizeof(why)), ERR_INVALID);
+	o.keystore = "file";
+	o.name = "two\nlines";
+	assert_int_equal(agent_init(&o, why, sizeof(why)), ERR_INVALID);
+}
+
+static int
+setup(void **state_)
+{
+	struct ca_init_opts co = { 0 };
+	char err[256];
+	(void)state_;
+
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	snprintf(air, sizeof(air), "%s/air", dir);
+	snprintf(state, sizeof(state), "%s/dev", dir);
+	snprintf(cadir, sizeof(cadir), "%s/ca", dir);
+	co.dir = cadir;
+	co.days = 30;
+	if (ca_init(&co, err, sizeof(err)) != 0 || config_defaults(&cfg) != 0)
+		return -1;
+	free(cfg->ca_dir);
+	cfg->ca_dir = strdup(cadir);
+	return ca_key_load(cfg, &cakey) == 0 ? 0 : -1;
+}
+
+static int
+teardown(void **state_)
+{
+	char cmd[400];
+	(void)state_;
+	ca_key_free(cakey);
+	config_free(cfg);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_recorded_device_refuses_until_reset),
+		cmocka_unit_test(test_lockout),
+		cmocka_unit_test(test_no_done_keeps_intake_open),
+		cmocka_unit_test(test_init_refuses_bad_input),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
