@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <openssl/crypto.h>
 
 #include "device/device.h"
@@ -153,6 +154,27 @@ agent_init(const struct agent_init_opts *o, char *why, size_t whylen)
 	}
 	if (path_of(&a, "profile", path, sizeof(path)) != 0)
 		return ERR_INVALID;
+	if (!o->force && access(path, F_OK) == 0) {
+		snprintf(why, whylen, "%s already holds a device (use --force to make a new one)",
+		    o->dir);
+		return ERR_CONFLICT;
+	}
+	if (o->force) {
+		/* a new device: nothing of the old one survives */
+		char ksdir[600];
+		struct keystore_params kp = { .kind = "file", .dir = ksdir };
+		struct keystore *ks = NULL;
+		if (path_of(&a, "keystore", ksdir, sizeof(ksdir)) != 0)
+			return ERR_INVALID;
+		if (access(ksdir, F_OK) == 0 && keystore_open(&kp, &ks) == 0) {
+			r = keystore_wipe(ks);
+			keystore_close(ks);
+			if (r != 0) {
+				snprintf(why, whylen, "cannot wipe the old keystore");
+				return r;
+			}
+		}
+	}
 	/* manufacture: the record from the PIN; the PIN is not stored */
 	if ((r = spake2p_derive(o->pin, a.dp.addr, MAC_LEN, a.dp.w0, w1)) != 0 ||
 	    (r = spake2p_make_L(w1, a.dp.L)) != 0) {

@@ -112,10 +112,12 @@ struct agent_init_opts {
 	const char *name, *model;	/* 1..128 printable characters */
 	const char *keystore;		/* "file" or "tpm2" */
 	const char *tcti;		/* tpm2: TCTI string, or NULL */
+	int force;			/* replace a device already in dir */
 };
 
 /* Manufacture: writes the profile with the SPAKE2+ record made from the PIN
- * (the PIN is not stored) and a fresh intake state. */
+ * (the PIN is not stored) and a fresh intake state. ERR_CONFLICT when dir
+ * already holds a device, unless force (then its keystore is wiped). */
 int agent_init(const struct agent_init_opts *o, char *why, size_t whylen);
 int agent_open(const char *dir, struct agent **out);
 void agent_close(struct agent *a);			/* NULL is a no-op */

@@ -32,7 +32,8 @@ usage(FILE *f)
 	    "\n"
 	    "commands:\n"
 	    "  init --addr ADDR --pin PIN [--name NAME] [--model MODEL]\n"
-	    "       [--keystore file|tpm2] [--tcti TCTI]     make the device (the PIN is not kept)\n"
+	    "       [--keystore file|tpm2] [--tcti TCTI] [--force]\n"
+	    "                                                 make the device (the PIN is not kept)\n"
 	    "  serve [--air DIR] [--once] [--timeout SECONDS]  answer inquiry and intake\n"
 	    "  show                                           print the device's identity\n"
 	    "  reset                                          factory reset\n"
@@ -50,6 +51,7 @@ cmd_init(const char *state, int argc, char **argv)
 		{ "model", required_argument, NULL, 'm' },
 		{ "keystore", required_argument, NULL, 'k' },
 		{ "tcti", required_argument, NULL, 't' },
+		{ "force", no_argument, NULL, 'f' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct agent_init_opts o = { .dir = state, .name = "device", .model = "devagent",
@@ -66,6 +68,7 @@ cmd_init(const char *state, int argc, char **argv)
 		case 'm': o.model = optarg; break;
 		case 'k': o.keystore = optarg; break;
 		case 't': o.tcti = optarg; break;
+		case 'f': o.force = 1; break;
 		default: usage(stderr); return 2;
 		}
 	}

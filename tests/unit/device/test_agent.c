@@ -68,6 +68,8 @@ device_main(void *arg)
 	return NULL;
 }
 
+static size_t fault_drop_after;		/* operator's link drops after N bytes */
+
 /* One intake attempt with pin; send_done 0 stops after ACK. */
 static void
 attempt(const char *pin, int send_done, int *op, int *dev)
@@ -92,6 +94,8 @@ attempt(const char *pin, int send_done, int *op, int *dev)
 	memcpy(ip.label_mac, addr, MAC_LEN);
 	memset(&res, 0, sizeof(res));
 	*op = radio_connect(opr, addr, TIMEOUT, &l);
+	if (*op == 0 && fault_drop_after > 0)
+		assert_int_equal(radio_link_set_fault(l, fault_drop_after, 0), 0);
 	if (*op == 0) {
 		radio_link_peer(l, ip.link_peer);
 		*op = pinlink_connect(l, pin, addr, TIMEOUT, &p);
@@ -127,9 +131,13 @@ fresh_device(void)
 {
 	struct agent_init_opts o = { .dir = state, .addr = "02:00:00:00:00:42", .pin = PIN,
 		.name = "printer", .model = "P-1", .keystore = "file" };
-	char why[256];
+	char why[256], cmd[400];
 
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", state);
+	assert_int_equal(system(cmd), 0);
 	assert_int_equal(agent_init(&o, why, sizeof(why)), 0);
+	/* manufacturing again over an existing device is refused */
+	assert_int_equal(agent_init(&o, why, sizeof(why)), ERR_CONFLICT);
 }
 
 static void
@@ -202,6 +210,113 @@ test_no_done_keeps_intake_open(void **state_)
 	assert_int_equal(prov, 1);
 }
 
+/* The device's identity now: 0 and its certificate hash, or ERR_NOT_FOUND. */
+static int
+identity(uint8_t fp[32])
+{
+	struct agent *a = NULL;
+	EVP_PKEY *key = NULL;
+	uint8_t *cert = NULL;
+	size_t len = 0;
+	int r;
+
+	assert_int_equal(agent_open(state, &a), 0);
+	r = keystore_identity(agent_keystore(a), &key, &cert, &len);
+	if (r == 0) {
+		assert_non_null(key);
+		assert_true(EVP_Digest(cert, len, fp, NULL, EVP_sha256(), NULL));
+	}
+	EVP_PKEY_free(key);
+	free(cert);
+	agent_close(a);
+	return r;
+}
+
+/*
+ * The link dropped at every stage of the conversation (the operator's side
+ * writes: the PAKE, HELLO's answer, KEYGEN_REQ, INSTALL, DONE): the device
+ * ends with no identity or with a whole one, is never left provisioned
+ * without having seen DONE, and a retry without the fault succeeds.
+ */
+static void
+test_link_dropped_at_every_step(void **state_)
+{
+	static const size_t drops[] = { 1, 40, 69, 100, 101, 300, 600, 900, 1200, 1500, 2000, 2600 };
+	int before_install = 0, after_install = 0;
+	(void)state_;
+	for (size_t i = 0; i < sizeof(drops) / sizeof(drops[0]); i++) {
+		int op, dev, prov, locked;
+		int64_t fails;
+		uint8_t fp[32];
+
+		fresh_device();
+		fault_drop_after = drops[i];
+		attempt(PIN, 1, &op, &dev);
+		fault_drop_after = 0;
+		status(&prov, &fails, &locked);
+		if (dev == 0) {
+			/* it saw DONE: the whole conversation fitted in the budget */
+			assert_int_equal(prov, 1);
+			assert_int_equal(identity(fp), 0);
+			continue;
+		}
+		assert_int_equal(prov, 0);
+		int id = identity(fp);
+		assert_true(id == 0 || id == ERR_NOT_FOUND);
+		if (id == 0)
+			after_install++;
+		else
+			before_install++;
+		/* a dropped link is not a wrong PIN for the lockout, except while
+		 * the PIN exchange itself runs, where the two look the same */
+		assert_true(fails <= 1);
+		attempt(PIN, 1, &op, &dev);
+		assert_int_equal(op, 0);
+		assert_int_equal(dev, 0);
+		status(&prov, &fails, &locked);
+		assert_int_equal(prov, 1);
+		assert_int_equal(identity(fp), 0);
+	}
+	assert_true(before_install >= 3);
+
+	/* just before DONE: find the smallest budget with which the whole
+	 * conversation succeeds; a few bytes less loses only DONE */
+	size_t lo = 1, hi = 16384;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int op, dev;
+		fresh_device();
+		fault_drop_after = mid;
+		attempt(PIN, 1, &op, &dev);
+		fault_drop_after = 0;
+		if (dev == 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	{
+		int op, dev, prov, locked;
+		int64_t fails;
+		uint8_t fp[32];
+		fresh_device();
+		fault_drop_after = lo - 5;
+		attempt(PIN, 1, &op, &dev);
+		fault_drop_after = 0;
+		assert_int_not_equal(dev, 0);
+		status(&prov, &fails, &locked);
+		assert_int_equal(prov, 0);		/* no DONE, intake stays open */
+		assert_int_equal(identity(fp), 0);	/* but the identity is whole */
+		after_install++;
+		attempt(PIN, 1, &op, &dev);		/* and the retry re-enrols */
+		assert_int_equal(op, 0);
+		assert_int_equal(dev, 0);
+		uint8_t fp2[32];
+		assert_int_equal(identity(fp2), 0);
+		assert_memory_not_equal(fp, fp2, 32);
+	}
+	assert_true(after_install >= 1);
+}
+
 static void
 test_init_refuses_bad_input(void **state_)
 {
@@ -262,6 +377,7 @@ main(void)
 		cmocka_unit_test(test_recorded_device_refuses_until_reset),
 		cmocka_unit_test(test_lockout),
 		cmocka_unit_test(test_no_done_keeps_intake_open),
+		cmocka_unit_test(test_link_dropped_at_every_step),
 		cmocka_unit_test(test_init_refuses_bad_input),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
