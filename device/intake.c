@@ -29,16 +29,6 @@ set_why(char *why, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void
-send_error(struct pinlink *p, enum proto_errcode code, const char *text)
-{
-	struct proto_msg m = { .type = PROTO_ERROR };
-
-	m.u.error.code = code;
-	snprintf(m.u.error.text, sizeof(m.u.error.text), "%s", text);
-	(void)pinlink_send(p, &m);
-}
-
 int
 device_intake_serve(struct radio_link *l, const struct device_profile *dp,
     struct keystore *ks, int timeout_ms, char *why, size_t whylen)
@@ -74,7 +64,7 @@ device_intake_serve(struct radio_link *l, const struct device_profile *dp,
 	switch (m.type) {
 	case PROTO_KEYGEN_REQ:
 		if ((r = keystore_generate(ks, dp->addr, &csr, &csrlen)) != 0) {
-			send_error(p, PROTO_E_KEYGEN, "key generation failed");
+			(void)pinlink_send_error(p, PROTO_E_KEYGEN, "key generation failed");
 			set_why(why, whylen, "key generation failed: %s", provd_strerror(r));
 			goto out;
 		}
@@ -92,7 +82,7 @@ device_intake_serve(struct radio_link *l, const struct device_profile *dp,
 		r = keystore_import(ks, m.u.key_delivery.key.p, m.u.key_delivery.key.len);
 		OPENSSL_cleanse(buf, FRAME_CAP);	/* the frame held the key */
 		if (r != 0) {
-			send_error(p, PROTO_E_STORE, "cannot store a delivered key");
+			(void)pinlink_send_error(p, PROTO_E_STORE, "cannot store a delivered key");
 			set_why(why, whylen, "cannot store the delivered key: %s", provd_strerror(r));
 			goto out;
 		}
@@ -102,7 +92,7 @@ device_intake_serve(struct radio_link *l, const struct device_profile *dp,
 		r = ERR_CONFLICT;
 		goto out;
 	default:
-		send_error(p, PROTO_E_BAD_MESSAGE, "unexpected message");
+		(void)pinlink_send_error(p, PROTO_E_BAD_MESSAGE, "unexpected message");
 		set_why(why, whylen, "unexpected %s", proto_type_name(m.type));
 		r = ERR_INVALID;
 		goto out;
@@ -118,7 +108,7 @@ device_intake_serve(struct radio_link *l, const struct device_profile *dp,
 		goto out;
 	}
 	if (m.type != PROTO_INSTALL) {
-		send_error(p, PROTO_E_BAD_MESSAGE, "expected INSTALL");
+		(void)pinlink_send_error(p, PROTO_E_BAD_MESSAGE, "expected INSTALL");
 		set_why(why, whylen, "unexpected %s", proto_type_name(m.type));
 		r = ERR_INVALID;
 		goto out;
@@ -131,7 +121,7 @@ device_intake_serve(struct radio_link *l, const struct device_profile *dp,
 	}
 	if ((r = keystore_install(ks, m.u.install.cert.p, m.u.install.cert.len, chain,
 	    chainlen, m.u.install.nchain)) != 0) {
-		send_error(p, PROTO_E_STORE, "cannot install the certificate");
+		(void)pinlink_send_error(p, PROTO_E_STORE, "cannot install the certificate");
 		set_why(why, whylen, "cannot install the certificate: %s", provd_strerror(r));
 		goto out;
 	}

@@ -43,17 +43,6 @@ set_why(char *why, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Tells the device why we stop; best effort. */
-static void
-send_error(struct pinlink *p, enum proto_errcode code, const char *text)
-{
-	struct proto_msg m = { .type = PROTO_ERROR };
-
-	m.u.error.code = code;
-	snprintf(m.u.error.text, sizeof(m.u.error.text), "%s", text);
-	(void)pinlink_send(p, &m);
-}
-
 static uint64_t
 ms_since(uint64_t t0)
 {
@@ -114,7 +103,7 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 		goto out;
 	}
 	if (m.type != PROTO_HELLO) {
-		send_error(p, PROTO_E_BAD_MESSAGE, "expected HELLO");
+		(void)pinlink_send_error(p, PROTO_E_BAD_MESSAGE, "expected HELLO");
 		set_why(why, whylen, "the device sent %s instead of HELLO", proto_type_name(m.type));
 		r = ERR_INVALID;
 		goto out;
@@ -124,7 +113,7 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 	if (memcmp(m.u.hello.addr, ip->label_mac, MAC_LEN) != 0 ||
 	    memcmp(m.u.hello.addr, ip->link_peer, MAC_LEN) != 0) {
 		mac_format(m.u.hello.addr, ms);
-		send_error(p, PROTO_E_REFUSED, "address does not match the label");
+		(void)pinlink_send_error(p, PROTO_E_REFUSED, "address does not match the label");
 		set_why(why, whylen, "the device says it is %s, which is not the address "
 		    "on the label or of the link", ms);
 		r = ERR_CONFLICT;
@@ -135,7 +124,7 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 		res->keygen = m.u.hello.caps & PROTO_CAP_KEYGEN ? INTAKE_KEYGEN_DEVICE :
 		    INTAKE_KEYGEN_SERVER;
 	if (res->keygen == INTAKE_KEYGEN_DEVICE && !(m.u.hello.caps & PROTO_CAP_KEYGEN)) {
-		send_error(p, PROTO_E_UNSUPPORTED, "this intake needs device key generation");
+		(void)pinlink_send_error(p, PROTO_E_UNSUPPORTED, "this intake needs device key generation");
 		set_why(why, whylen, "device key generation was asked for, but the device "
 		    "cannot generate keys; use server key generation");
 		r = ERR_UNSUPPORTED;
@@ -166,7 +155,7 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 		}
 		if (m.type != PROTO_CSR ||
 		    CRYPTO_memcmp(m.u.csr.challenge, challenge, sizeof(challenge)) != 0) {
-			send_error(p, PROTO_E_BAD_MESSAGE, "expected CSR with our challenge");
+			(void)pinlink_send_error(p, PROTO_E_BAD_MESSAGE, "expected CSR with our challenge");
 			set_why(why, whylen, "the device's answer to the key request is not a "
 			    "CSR with our challenge");
 			r = ERR_INVALID;
@@ -204,7 +193,7 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 	t = now_ns();
 	if ((r = ip->issue(ip->issue_arg, res->mac, csr_der, csrlen, &res->cert,
 	    &res->certlen, why, whylen)) != 0) {
-		send_error(p, PROTO_E_REFUSED, "the CA refused the request");
+		(void)pinlink_send_error(p, PROTO_E_REFUSED, "the CA refused the request");
 		if (why[0] == '\0')
 			set_why(why, whylen, "the CA refused the request: %s", provd_strerror(r));
 		goto out;

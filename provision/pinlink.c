@@ -10,6 +10,7 @@
  *   prover   -> verifier  confirmP(32)
  * A wrong PIN ends the link; neither side learns which side was wrong.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/bio.h>
@@ -196,6 +197,30 @@ tls_start(struct pinlink *p, int server)
 /* ---------------------------------------------------------------------
  * The PAKE on the raw link, then TLS.
  */
+
+/* After a confirmed SPAKE2+ run: TLS keyed with its K_shared. Frees sp. */
+static int
+session_start(struct radio_link *l, struct spake2p *sp, int timeout_ms, int server,
+    struct pinlink **out)
+{
+	struct pinlink *p;
+	int r;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL) {
+		spake2p_free(sp);
+		return ERR_NOMEM;
+	}
+	p->link = l;
+	p->timeout_ms = timeout_ms;
+	r = spake2p_shared_key(sp, p->psk);
+	spake2p_free(sp);
+	if (r == 0 && (r = tls_start(p, server)) == 0) {
+		*out = p;
+		return 0;
+	}
+	pinlink_close(p);
+	return r;
+}
 int
 pinlink_connect(struct radio_link *l, const char *pin, const uint8_t dev_addr[MAC_LEN],
     int timeout_ms, struct pinlink **out)
@@ -204,7 +229,6 @@ pinlink_connect(struct radio_link *l, const char *pin, const uint8_t dev_addr[MA
 	uint8_t first[PLK_MAGIC_LEN + SPAKE2P_POINT_LEN];
 	uint8_t reply[SPAKE2P_POINT_LEN + SPAKE2P_MAC_LEN], confirmP[SPAKE2P_MAC_LEN];
 	struct spake2p *sp = NULL;
-	struct pinlink *p = NULL;
 	int r;
 
 	*out = NULL;
@@ -228,26 +252,12 @@ pinlink_connect(struct radio_link *l, const char *pin, const uint8_t dev_addr[MA
 	if ((r = spake2p_prover_finish(sp, reply, reply + SPAKE2P_POINT_LEN, confirmP)) != 0 ||
 	    (r = radio_link_write(l, confirmP, sizeof(confirmP), timeout_ms)) != 0)
 		goto out;
-	if ((p = calloc(1, sizeof(*p))) == NULL) {
-		r = ERR_NOMEM;
-		goto out;
-	}
-	p->link = l;
-	p->timeout_ms = timeout_ms;
-	if ((r = spake2p_shared_key(sp, p->psk)) != 0)
-		goto out;
-	spake2p_free(sp);
+	r = session_start(l, sp, timeout_ms, 0, out);
 	sp = NULL;
-	if ((r = tls_start(p, 0)) != 0)
-		goto out;
-	*out = p;
-	p = NULL;
-	r = 0;
 out:
 	OPENSSL_cleanse(w0, sizeof(w0));
 	OPENSSL_cleanse(w1, sizeof(w1));
 	spake2p_free(sp);
-	pinlink_close(p);
 	return r;
 }
 
@@ -259,7 +269,6 @@ pinlink_accept(struct radio_link *l, const uint8_t w0[SPAKE2P_SCALAR_LEN],
 	uint8_t first[PLK_MAGIC_LEN + SPAKE2P_POINT_LEN];
 	uint8_t reply[SPAKE2P_POINT_LEN + SPAKE2P_MAC_LEN], confirmP[SPAKE2P_MAC_LEN];
 	struct spake2p *sp = NULL;
-	struct pinlink *p = NULL;
 	int r;
 
 	*out = NULL;
@@ -281,24 +290,10 @@ pinlink_accept(struct radio_link *l, const uint8_t w0[SPAKE2P_SCALAR_LEN],
 	}
 	if ((r = spake2p_verifier_finish(sp, confirmP)) != 0)
 		goto out;
-	if ((p = calloc(1, sizeof(*p))) == NULL) {
-		r = ERR_NOMEM;
-		goto out;
-	}
-	p->link = l;
-	p->timeout_ms = timeout_ms;
-	if ((r = spake2p_shared_key(sp, p->psk)) != 0)
-		goto out;
-	spake2p_free(sp);
+	r = session_start(l, sp, timeout_ms, 1, out);
 	sp = NULL;
-	if ((r = tls_start(p, 1)) != 0)
-		goto out;
-	*out = p;
-	p = NULL;
-	r = 0;
 out:
 	spake2p_free(sp);
-	pinlink_close(p);
 	return r;
 }
 
@@ -367,6 +362,16 @@ pinlink_recv(struct pinlink *p, uint8_t *buf, size_t cap, struct proto_msg *m)
 	if ((r = pinlink_read(p, buf + PROTO_HDR_LEN, framelen - PROTO_HDR_LEN)) != 0)
 		return r;
 	return proto_decode(buf, framelen, m);
+}
+
+int
+pinlink_send_error(struct pinlink *p, enum proto_errcode code, const char *text)
+{
+	struct proto_msg m = { .type = PROTO_ERROR };
+
+	m.u.error.code = code;
+	snprintf(m.u.error.text, sizeof(m.u.error.text), "%s", text);
+	return pinlink_send(p, &m);
 }
 
 int

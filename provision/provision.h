@@ -201,6 +201,9 @@ int pinlink_send(struct pinlink *p, const struct proto_msg *m);
  * PROTO_HDR_LEN + PROTO_MAX_PAYLOAD); m points into buf. The caller wipes buf
  * when the message held a secret. */
 int pinlink_recv(struct pinlink *p, uint8_t *buf, size_t cap, struct proto_msg *m);
+/* Sends ERROR with code and a short public text (best effort before
+ * closing). */
+int pinlink_send_error(struct pinlink *p, enum proto_errcode code, const char *text);
 /* Raw bytes inside the session. */
 int pinlink_write(struct pinlink *p, const void *buf, size_t len);
 int pinlink_read(struct pinlink *p, void *buf, size_t len);

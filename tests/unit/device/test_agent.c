@@ -16,41 +16,14 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "ca/ca.h"
-#include "device/device.h"
+#include "tests/unit/device/intake_test.h"
 
 #define TIMEOUT 20000
 #define PIN "493817"
 
 static char dir[] = "/tmp/provd-test-agent.XXXXXX";
 static char air[300], state[300], cadir[300];
-static struct config *cfg;
-static struct ca_key *cakey;
 static const uint8_t addr[MAC_LEN] = { 0x02, 0x00, 0x00, 0x00, 0x00, 0x42 };
-
-static int
-issue(void *arg, const uint8_t mac[MAC_LEN], const uint8_t *csr, size_t csrlen,
-    uint8_t **cert, size_t *certlen, char *why, size_t whylen)
-{
-	struct ca_policy pol = { .allow_rsa = 0, .max_csr = 8192 };
-	struct ca_issue_req req = { 0 };
-	uint8_t *spki = NULL;
-	size_t spkilen = 0;
-	int r;
-	(void)arg;
-
-	if ((r = ca_csr_check(csr, csrlen, &pol, &spki, &spkilen, why, whylen)) != 0)
-		return r;
-	memcpy(req.mac, mac, MAC_LEN);
-	ca_serial_new(req.serial);
-	req.not_before = time(NULL) - 60;
-	req.not_after = time(NULL) + 86400;
-	req.spki = spki;
-	req.spkilen = spkilen;
-	r = ca_key_issue(cakey, &req, cert, certlen);
-	free(spki);
-	return r;
-}
 
 struct dev {
 	struct agent *a;
@@ -76,7 +49,7 @@ attempt(const char *pin, int send_done, int *op, int *dev)
 {
 	struct radio_params rp = { .backend = "sim", .sim_dir = air };
 	struct radio_device self = { .cod = 0x240404, .rssi = -40 };
-	struct intake_params ip = { .keygen = INTAKE_KEYGEN_AUTO, .issue = issue };
+	struct intake_params ip = { .keygen = INTAKE_KEYGEN_AUTO, .issue = test_issue };
 	struct intake_result res;
 	struct dev d = { 0 };
 	struct radio *opr = NULL;
@@ -341,8 +314,6 @@ test_init_refuses_bad_input(void **state_)
 static int
 setup(void **state_)
 {
-	struct ca_init_opts co = { 0 };
-	char err[256];
 	(void)state_;
 
 	if (mkdtemp(dir) == NULL)
@@ -350,13 +321,9 @@ setup(void **state_)
 	snprintf(air, sizeof(air), "%s/air", dir);
 	snprintf(state, sizeof(state), "%s/dev", dir);
 	snprintf(cadir, sizeof(cadir), "%s/ca", dir);
-	co.dir = cadir;
-	co.days = 30;
-	if (ca_init(&co, err, sizeof(err)) != 0 || config_defaults(&cfg) != 0)
+	if (test_ca_setup(cadir) != 0)
 		return -1;
-	free(cfg->ca_dir);
-	cfg->ca_dir = strdup(cadir);
-	return ca_key_load(cfg, &cakey) == 0 ? 0 : -1;
+	return 0;
 }
 
 static int
@@ -364,8 +331,7 @@ teardown(void **state_)
 {
 	char cmd[400];
 	(void)state_;
-	ca_key_free(cakey);
-	config_free(cfg);
+	test_ca_teardown();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	return system(cmd) == 0 ? 0 : -1;
 }

@@ -17,44 +17,17 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "ca/ca.h"
-#include "device/device.h"
+#include "tests/unit/device/intake_test.h"
 
 #define TIMEOUT 20000
 
 static char dir[] = "/tmp/provd-test-intake.XXXXXX";
 static char air[300], ksdir[300], cadir[300];
-static struct config *cfg;
-static struct ca_key *cakey;
 static uint8_t *ca_der;
 static size_t ca_derlen;
 static const uint8_t addr[MAC_LEN] = { 0x00, 0x1a, 0x7d, 0xda, 0x71, 0x13 };
 
 /* The CA side of the test: the checks provd does, then the signing core. */
-static int
-issue(void *arg, const uint8_t mac[MAC_LEN], const uint8_t *csr, size_t csrlen,
-    uint8_t **cert, size_t *certlen, char *why, size_t whylen)
-{
-	struct ca_policy pol = { .allow_rsa = 0, .max_csr = 8192 };
-	struct ca_issue_req req = { 0 };
-	uint8_t *spki = NULL;
-	size_t spkilen = 0;
-	int r;
-	(void)arg;
-
-	if ((r = ca_csr_check(csr, csrlen, &pol, &spki, &spkilen, why, whylen)) != 0)
-		return r;
-	memcpy(req.mac, mac, MAC_LEN);
-	ca_serial_new(req.serial);
-	req.not_before = time(NULL) - 60;
-	req.not_after = time(NULL) + 86400;
-	req.spki = spki;
-	req.spkilen = spkilen;
-	r = ca_key_issue(cakey, &req, cert, certlen);
-	free(spki);
-	return r;
-}
-
 struct dev {
 	const char *pin;
 	struct radio *radio;
@@ -102,7 +75,7 @@ run(const char *dev_pin, const char *op_pin, const char *label, enum intake_keyg
 	struct keystore_params kp = { .kind = "file", .dir = ksdir };
 	struct radio_device self = { .cod = 0x240404, .rssi = -40 };
 	struct dev d = { .pin = dev_pin };
-	struct intake_params ip = { .keygen = kg, .issue = issue };
+	struct intake_params ip = { .keygen = kg, .issue = test_issue };
 	const uint8_t *chain[1] = { ca_der };
 	size_t chainlen[1] = { ca_derlen };
 	struct radio *op = NULL;
@@ -242,8 +215,7 @@ test_wrong_pin(void **state)
 static int
 setup(void **state)
 {
-	struct ca_init_opts co = { 0 };
-	char err[256], path[350];
+	char path[350];
 	FILE *f;
 	X509 *x;
 	(void)state;
@@ -253,13 +225,7 @@ setup(void **state)
 	snprintf(air, sizeof(air), "%s/air", dir);
 	snprintf(ksdir, sizeof(ksdir), "%s/ks", dir);
 	snprintf(cadir, sizeof(cadir), "%s/ca", dir);
-	co.dir = cadir;
-	co.days = 30;
-	if (ca_init(&co, err, sizeof(err)) != 0 || config_defaults(&cfg) != 0)
-		return -1;
-	free(cfg->ca_dir);
-	cfg->ca_dir = strdup(cadir);
-	if (ca_key_load(cfg, &cakey) != 0)
+	if (test_ca_setup(cadir) != 0)
 		return -1;
 	snprintf(path, sizeof(path), "%s/ca.crt", cadir);
 	if ((f = fopen(path, "r")) == NULL || (x = PEM_read_X509(f, NULL, NULL, NULL)) == NULL)
@@ -278,8 +244,7 @@ teardown(void **state)
 {
 	char cmd[400];
 	(void)state;
-	ca_key_free(cakey);
-	config_free(cfg);
+	test_ca_teardown();
 	OPENSSL_free(ca_der);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	return system(cmd) == 0 ? 0 : -1;
