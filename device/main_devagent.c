@@ -152,6 +152,8 @@ cmd_serve(struct agent *a, int argc, char **argv)
 	}
 	if (!once && stop)
 		rc = 0;
+	else if (rc != 0 && deadline != 0 && now_ns() >= deadline)
+		fprintf(stderr, "devagent %s: no intake within %lld s\n", ms, (long long)secs);
 	radio_close(radio);
 	return rc;
 }
