@@ -33,8 +33,15 @@ struct agent {
 	int64_t failures;
 	int64_t locked_until;
 	int64_t provisioned;
+	unsigned seen;			/* profile keys read, PROFILE_* bits */
 	struct keystore *ks;
 };
+
+#define PROFILE_ADDR 1u
+#define PROFILE_KEYSTORE 2u
+#define PROFILE_W0 4u
+#define PROFILE_L 8u
+#define PROFILE_REQUIRED (PROFILE_ADDR | PROFILE_KEYSTORE | PROFILE_W0 | PROFILE_L)
 
 static int
 path_of(const struct agent *a, const char *name, char *out, size_t len)
@@ -76,22 +83,30 @@ set_profile(struct agent *a, const char *k, const char *v)
 {
 	struct device_profile *dp = &a->dp;
 
-	if (strcmp(k, "addr") == 0)
+	if (strcmp(k, "addr") == 0) {
+		a->seen |= PROFILE_ADDR;
 		return mac_parse(v, dp->addr);
+	}
 	if (strcmp(k, "name") == 0)
 		return snprintf(dp->name, sizeof(dp->name), "%s", v) < (int)sizeof(dp->name) ? 0 : ERR_INVALID;
 	if (strcmp(k, "model") == 0)
 		return snprintf(dp->model, sizeof(dp->model), "%s", v) < (int)sizeof(dp->model) ? 0 : ERR_INVALID;
 	if (strcmp(k, "firmware") == 0)
 		return snprintf(dp->firmware, sizeof(dp->firmware), "%s", v) < (int)sizeof(dp->firmware) ? 0 : ERR_INVALID;
-	if (strcmp(k, "keystore") == 0)
+	if (strcmp(k, "keystore") == 0) {
+		a->seen |= PROFILE_KEYSTORE;
 		return snprintf(a->keystore, sizeof(a->keystore), "%s", v) < (int)sizeof(a->keystore) ? 0 : ERR_INVALID;
+	}
 	if (strcmp(k, "tcti") == 0)
 		return snprintf(a->tcti, sizeof(a->tcti), "%s", v) < (int)sizeof(a->tcti) ? 0 : ERR_INVALID;
-	if (strcmp(k, "w0") == 0)
+	if (strcmp(k, "w0") == 0) {
+		a->seen |= PROFILE_W0;
 		return hex_decode(v, dp->w0, sizeof(dp->w0));
-	if (strcmp(k, "L") == 0)
+	}
+	if (strcmp(k, "L") == 0) {
+		a->seen |= PROFILE_L;
 		return hex_decode(v, dp->L, sizeof(dp->L));
+	}
 	return ERR_INVALID;
 }
 
@@ -129,6 +144,7 @@ agent_init(const struct agent_init_opts *o, char *why, size_t whylen)
 	char ms[MAC_STR_LEN], *text = NULL;
 	int r, n;
 
+	snprintf(why, whylen, "internal error");
 	if (snprintf(a.dir, sizeof(a.dir), "%s", o->dir) >= (int)sizeof(a.dir) ||
 	    (strcmp(o->keystore, "file") != 0 && strcmp(o->keystore, "tpm2") != 0)) {
 		snprintf(why, whylen, "keystore must be file or tpm2");
@@ -152,27 +168,27 @@ agent_init(const struct agent_init_opts *o, char *why, size_t whylen)
 		snprintf(why, whylen, "cannot create %s: %s", o->dir, strerror(errno));
 		return ERR_IO;
 	}
-	if (path_of(&a, "profile", path, sizeof(path)) != 0)
+	if (path_of(&a, "profile", path, sizeof(path)) != 0) {
+		snprintf(why, whylen, "the state directory path is too long");
 		return ERR_INVALID;
+	}
 	if (!o->force && access(path, F_OK) == 0) {
 		snprintf(why, whylen, "%s already holds a device (use --force to make a new one)",
 		    o->dir);
 		return ERR_CONFLICT;
 	}
-	if (o->force) {
-		/* a new device: nothing of the old one survives */
-		char ksdir[600];
-		struct keystore_params kp = { .kind = "file", .dir = ksdir };
-		struct keystore *ks = NULL;
-		if (path_of(&a, "keystore", ksdir, sizeof(ksdir)) != 0)
-			return ERR_INVALID;
-		if (access(ksdir, F_OK) == 0 && keystore_open(&kp, &ks) == 0) {
-			r = keystore_wipe(ks);
-			keystore_close(ks);
-			if (r != 0) {
-				snprintf(why, whylen, "cannot wipe the old keystore");
-				return r;
-			}
+	if (o->force && access(path, F_OK) == 0) {
+		/* a new device: nothing of the old one survives, whichever
+		 * keystore it used */
+		struct agent *old = NULL;
+		if ((r = agent_open(o->dir, &old)) == 0) {
+			r = keystore_wipe(old->ks);
+			agent_close(old);
+		}
+		if (r != 0) {
+			snprintf(why, whylen, "cannot wipe the old device's keystore: %s",
+			    provd_strerror(r));
+			return r;
 		}
 	}
 	/* manufacture: the record from the PIN; the PIN is not stored */
@@ -191,8 +207,10 @@ agent_init(const struct agent_init_opts *o, char *why, size_t whylen)
 	    o->tcti ? o->tcti : "", o->tcti ? "\n" : "", w0hex, Lhex);
 	OPENSSL_cleanse(w0hex, sizeof(w0hex));
 	OPENSSL_cleanse(&a.dp, sizeof(a.dp));
-	if (n < 0)
+	if (n < 0) {
+		snprintf(why, whylen, "out of memory");
 		return ERR_NOMEM;
+	}
 	r = file_write_atomic(path, text, (size_t)n, 0600);
 	OPENSSL_cleanse(text, (size_t)n);
 	free(text);
@@ -201,7 +219,11 @@ agent_init(const struct agent_init_opts *o, char *why, size_t whylen)
 		return r;
 	}
 	a.failures = a.locked_until = a.provisioned = 0;
-	return save_intake(&a);
+	if ((r = save_intake(&a)) != 0)
+		snprintf(why, whylen, "cannot write the intake state in %s", o->dir);
+	else
+		why[0] = '\0';
+	return r;
 }
 
 int
@@ -218,6 +240,7 @@ agent_open(const char *dir, struct agent **out)
 	snprintf(a->dir, sizeof(a->dir), "%s", dir);
 	if ((r = path_of(a, "profile", path, sizeof(path))) != 0 ||
 	    (r = read_kv(path, set_profile, a)) != 0 ||
+	    (r = (a->seen & PROFILE_REQUIRED) == PROFILE_REQUIRED ? 0 : ERR_INVALID) != 0 ||
 	    (r = path_of(a, "intake", path, sizeof(path))) != 0 ||
 	    (r = read_kv(path, set_intake, a)) != 0 ||
 	    (r = path_of(a, "keystore", ksdir, sizeof(ksdir))) != 0)
@@ -269,14 +292,17 @@ agent_reset(struct agent *a)
 {
 	int r;
 
-	if ((r = keystore_wipe(a->ks)) != 0)
-		return r;
+	/* the state first: a reset cut short leaves an open device, never a
+	 * closed one without an identity */
 	a->failures = a->locked_until = a->provisioned = 0;
-	return save_intake(a);
+	if ((r = save_intake(a)) != 0)
+		return r;
+	return keystore_wipe(a->ks);
 }
 
 int
-agent_serve_once(struct agent *a, struct radio *radio, int timeout_ms, char *why, size_t whylen)
+agent_serve_once(struct agent *a, struct radio *radio, int accept_ms, int intake_ms,
+    char *why, size_t whylen)
 {
 	struct radio_link *l = NULL;
 	uint8_t peer[MAC_LEN];
@@ -285,7 +311,7 @@ agent_serve_once(struct agent *a, struct radio *radio, int timeout_ms, char *why
 	int r;
 
 	why[0] = '\0';
-	if ((r = radio_accept(radio, timeout_ms, &l)) != 0)
+	if ((r = radio_accept(radio, accept_ms, &l)) != 0)
 		return r;
 	radio_link_peer(l, peer);
 	mac_format(peer, ps);
@@ -303,22 +329,36 @@ agent_serve_once(struct agent *a, struct radio *radio, int timeout_ms, char *why
 		r = ERR_FORBIDDEN;
 		goto out;
 	}
-	r = device_intake_serve(l, &a->dp, a->ks, timeout_ms, why, whylen);
+	/* count the attempt as failed before it runs, durably: a crash or a
+	 * kill during the exchange must not give a free guess */
+	a->failures++;
+	if (save_intake(a) != 0) {
+		a->failures--;
+		snprintf(why, whylen, "intake refused: cannot record the attempt");
+		r = ERR_IO;
+		goto out;
+	}
+	r = device_intake_serve(l, &a->dp, a->ks, intake_ms, why, whylen);
 	if (r == ERR_AUTH) {
-		a->failures++;
 		if (a->failures >= LOCK_AFTER) {
 			int64_t shift = a->failures - LOCK_AFTER, d = LOCK_BASE_S;
 			while (shift-- > 0 && d < LOCK_MAX_S)
 				d *= 2;
 			a->locked_until = now + (d < LOCK_MAX_S ? d : LOCK_MAX_S);
+			(void)save_intake(a);
 		}
-		(void)save_intake(a);
-	} else if (r == 0) {
+		goto out;
+	}
+	/* the PIN was right (or never tested): the attempt does not count */
+	if (r == 0) {
 		a->failures = 0;
 		a->locked_until = 0;
 		a->provisioned = 1;
-		if ((r = save_intake(a)) != 0)
-			snprintf(why, whylen, "provisioned, but the intake state was not saved");
+	} else
+		a->failures--;
+	if (save_intake(a) != 0 && r == 0) {
+		snprintf(why, whylen, "provisioned, but the intake state was not saved");
+		r = ERR_IO;
 	}
 out:
 	radio_link_close(l);

@@ -127,11 +127,13 @@ void agent_status(const struct agent *a, int *provisioned, int64_t *failures,
     int64_t *locked_until);
 /* Factory reset: wipes the keystore and reopens intake. */
 int agent_reset(struct agent *a);
-/* Waits for one incoming link and serves it: refused when provisioned
+/* Waits up to accept_ms for one incoming link and serves it (each step of
+ * the conversation within intake_ms): refused when provisioned
  * (ERR_CONFLICT) or locked (ERR_FORBIDDEN) — the link is just closed, the
- * operator sees a failed PIN exchange; otherwise device_intake_serve, with
- * failures counted and success recorded. ERR_TIMEOUT when nobody came. */
-int agent_serve_once(struct agent *a, struct radio *radio, int timeout_ms, char *why,
-    size_t whylen);
+ * operator sees a failed PIN exchange; otherwise device_intake_serve. Each
+ * attempt is counted as a failure on disk before it runs and uncounted once
+ * the PIN proved right. ERR_TIMEOUT when nobody came. */
+int agent_serve_once(struct agent *a, struct radio *radio, int accept_ms, int intake_ms,
+    char *why, size_t whylen);
 
 #endif

@@ -9,11 +9,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <openssl/crypto.h>
 #include <openssl/x509.h>
 
 #include "device/device.h"
+
+#define INTAKE_STEP_MS 30000	/* per step of an intake: the CA and the database
+				   may take their time */
 
 static volatile sig_atomic_t stop;
 
@@ -31,7 +35,7 @@ usage(FILE *f)
 	    "usage: devagent --state DIR COMMAND\n"
 	    "\n"
 	    "commands:\n"
-	    "  init --addr ADDR --pin PIN [--name NAME] [--model MODEL]\n"
+	    "  init --addr ADDR --pin PIN|--pin-file FILE [--name NAME] [--model MODEL]\n"
 	    "       [--keystore file|tpm2] [--tcti TCTI] [--force]\n"
 	    "                                                 make the device (the PIN is not kept)\n"
 	    "  serve [--air DIR] [--once] [--timeout SECONDS]  answer inquiry and intake\n"
@@ -47,6 +51,7 @@ cmd_init(const char *state, int argc, char **argv)
 	static const struct option lopts[] = {
 		{ "addr", required_argument, NULL, 'a' },
 		{ "pin", required_argument, NULL, 'p' },
+		{ "pin-file", required_argument, NULL, 'P' },
 		{ "name", required_argument, NULL, 'n' },
 		{ "model", required_argument, NULL, 'm' },
 		{ "keystore", required_argument, NULL, 'k' },
@@ -56,14 +61,30 @@ cmd_init(const char *state, int argc, char **argv)
 	};
 	struct agent_init_opts o = { .dir = state, .name = "device", .model = "devagent",
 		.keystore = "file" };
-	char why[256];
-	int c;
+	char why[256], *pin = NULL;
+	int c, r;
 
+	why[0] = '\0';
 	optind = 0;
 	while ((c = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'a': o.addr = optarg; break;
-		case 'p': o.pin = optarg; break;
+		case 'p':
+			/* a copy on the secure heap; the command line is wiped */
+			secret_free(pin);
+			if ((pin = OPENSSL_secure_zalloc(strlen(optarg) + 1)) == NULL)
+				return 1;
+			memcpy(pin, optarg, strlen(optarg));
+			OPENSSL_cleanse(optarg, strlen(optarg));
+			break;
+		case 'P':
+			secret_free(pin);
+			pin = NULL;
+			if (secret_read_file(optarg, &pin) != 0) {
+				fprintf(stderr, "devagent: cannot read the PIN file %s\n", optarg);
+				return 1;
+			}
+			break;
 		case 'n': o.name = optarg; break;
 		case 'm': o.model = optarg; break;
 		case 'k': o.keystore = optarg; break;
@@ -72,12 +93,16 @@ cmd_init(const char *state, int argc, char **argv)
 		default: usage(stderr); return 2;
 		}
 	}
-	if (o.addr == NULL || o.pin == NULL || optind != argc) {
-		fprintf(stderr, "devagent: init needs --addr and --pin\n");
+	if (o.addr == NULL || pin == NULL || optind != argc) {
+		fprintf(stderr, "devagent: init needs --addr and --pin or --pin-file\n");
+		secret_free(pin);
 		return 2;
 	}
-	if (agent_init(&o, why, sizeof(why)) != 0) {
-		fprintf(stderr, "devagent: %s\n", why);
+	o.pin = pin;
+	r = agent_init(&o, why, sizeof(why));
+	secret_free(pin);
+	if (r != 0) {
+		fprintf(stderr, "devagent: %s\n", why[0] ? why : provd_strerror(r));
 		return 1;
 	}
 	printf("device %s made in %s (keystore %s)\n", o.addr, state, o.keystore);
@@ -135,7 +160,7 @@ cmd_serve(struct agent *a, int argc, char **argv)
 	fflush(stdout);
 	deadline = secs ? now_ns() + (uint64_t)secs * 1000000000ull : 0;
 	while (!stop && (deadline == 0 || now_ns() < deadline)) {
-		r = agent_serve_once(a, radio, 500, why, sizeof(why));
+		r = agent_serve_once(a, radio, 500, INTAKE_STEP_MS, why, sizeof(why));
 		if (r == ERR_TIMEOUT)
 			continue;
 		if (r == 0) {
@@ -231,6 +256,8 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	/* the process holds the PIN record and keys: no core dumps, no ptrace */
+	prctl(PR_SET_DUMPABLE, 0);
 	CRYPTO_secure_malloc_init(1 << 16, 32);
 	log_init("devagent", LOG_LVL_WARN, 0, 0);
 	if (strcmp(argv[0], "init") == 0)

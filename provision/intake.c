@@ -55,6 +55,7 @@ static int
 server_keygen(EVP_PKEY **key, uint8_t **csr, size_t *csrlen, const uint8_t mac[MAC_LEN])
 {
 	X509_REQ *req = NULL;
+	unsigned char *der = NULL;
 	char ms[MAC_STR_LEN];
 	int r = ERR_CRYPTO, len;
 
@@ -66,15 +67,24 @@ server_keygen(EVP_PKEY **key, uint8_t **csr, size_t *csrlen, const uint8_t mac[M
 	    !X509_NAME_add_entry_by_NID(X509_REQ_get_subject_name(req), NID_serialNumber,
 	    MBSTRING_ASC, (const unsigned char *)ms, -1, -1, 0) ||
 	    !X509_REQ_set_pubkey(req, *key) || !X509_REQ_sign(req, *key, EVP_sha256()) ||
-	    (len = i2d_X509_REQ(req, csr)) <= 0) {
+	    (len = i2d_X509_REQ(req, &der)) <= 0) {
 		log_ossl("server key generation");
 		EVP_PKEY_free(*key);
 		*key = NULL;
 		goto out;
 	}
+	/* the caller frees with free() whichever side made the CSR */
+	if ((*csr = malloc((size_t)len)) == NULL) {
+		EVP_PKEY_free(*key);
+		*key = NULL;
+		r = ERR_NOMEM;
+		goto out;
+	}
+	memcpy(*csr, der, (size_t)len);
 	*csrlen = (size_t)len;
 	r = 0;
 out:
+	OPENSSL_free(der);
 	X509_REQ_free(req);
 	return r;
 }
@@ -93,6 +103,10 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 
 	memset(res, 0, sizeof(*res));
 	why[0] = '\0';
+	if (ip->nchain > PROTO_MAX_CHAIN) {
+		set_why(why, whylen, "the CA chain has more than %d certificates", PROTO_MAX_CHAIN);
+		return ERR_INVALID;
+	}
 	if ((buf = OPENSSL_secure_malloc(FRAME_CAP)) == NULL)
 		return ERR_NOMEM;
 
@@ -123,6 +137,15 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 	if (res->keygen == INTAKE_KEYGEN_AUTO)
 		res->keygen = m.u.hello.caps & PROTO_CAP_KEYGEN ? INTAKE_KEYGEN_DEVICE :
 		    INTAKE_KEYGEN_SERVER;
+	if (res->keygen == INTAKE_KEYGEN_SERVER && !(m.u.hello.caps & PROTO_CAP_KS_FILE)) {
+		/* a key cannot be imported into a TPM: do not make one for it */
+		(void)pinlink_send_error(p, PROTO_E_UNSUPPORTED, "this intake needs a key store "
+		    "that takes a delivered key");
+		set_why(why, whylen, "server key generation was asked for, but the device "
+		    "cannot store a delivered key; use device key generation");
+		r = ERR_UNSUPPORTED;
+		goto out;
+	}
 	if (res->keygen == INTAKE_KEYGEN_DEVICE && !(m.u.hello.caps & PROTO_CAP_KEYGEN)) {
 		(void)pinlink_send_error(p, PROTO_E_UNSUPPORTED, "this intake needs device key generation");
 		set_why(why, whylen, "device key generation was asked for, but the device "
@@ -224,7 +247,7 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 	out.type = PROTO_INSTALL;
 	out.u.install.cert.p = res->cert;
 	out.u.install.cert.len = res->certlen;
-	for (size_t i = 0; i < ip->nchain && i < PROTO_MAX_CHAIN; i++) {
+	for (size_t i = 0; i < ip->nchain; i++) {
 		out.u.install.chain[i].p = ip->chain[i];
 		out.u.install.chain[i].len = ip->chainlen[i];
 		out.u.install.nchain++;

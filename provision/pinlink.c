@@ -281,15 +281,20 @@ pinlink_accept(struct radio_link *l, const uint8_t w0[SPAKE2P_SCALAR_LEN],
 	if ((r = spake2p_verifier_new(w0, L, (const uint8_t *)PLK_CONTEXT, strlen(PLK_CONTEXT),
 	    (const uint8_t *)PLK_ID_PROVER, strlen(PLK_ID_PROVER), self_addr, MAC_LEN, &sp)) != 0 ||
 	    (r = spake2p_verifier_respond(sp, first + PLK_MAGIC_LEN, reply,
-	    reply + SPAKE2P_POINT_LEN)) != 0 ||
-	    (r = radio_link_write(l, reply, sizeof(reply), timeout_ms)) != 0)
+	    reply + SPAKE2P_POINT_LEN)) != 0)
 		goto out;
-	if ((r = radio_link_read(l, confirmP, sizeof(confirmP), timeout_ms)) != 0) {
-		r = r == ERR_IO ? ERR_AUTH : r;	/* the prover found the PIN wrong */
+	/*
+	 * From here the peer holds confirmV and can test its PIN guess offline
+	 * whatever happens next: every failure counts as a wrong PIN (ERR_AUTH),
+	 * so that a prover who goes silent instead of answering cannot guess
+	 * without the device's lockout seeing it.
+	 */
+	if (radio_link_write(l, reply, sizeof(reply), timeout_ms) != 0 ||
+	    radio_link_read(l, confirmP, sizeof(confirmP), timeout_ms) != 0 ||
+	    spake2p_verifier_finish(sp, confirmP) != 0) {
+		r = ERR_AUTH;
 		goto out;
 	}
-	if ((r = spake2p_verifier_finish(sp, confirmP)) != 0)
-		goto out;
 	r = session_start(l, sp, timeout_ms, 1, out);
 	sp = NULL;
 out:

@@ -37,7 +37,7 @@ device_main(void *arg)
 {
 	struct dev *d = arg;
 
-	d->result = agent_serve_once(d->a, d->radio, TIMEOUT, d->why, sizeof(d->why));
+	d->result = agent_serve_once(d->a, d->radio, TIMEOUT, TIMEOUT, d->why, sizeof(d->why));
 	return NULL;
 }
 
@@ -309,6 +309,16 @@ test_init_refuses_bad_input(void **state_)
 	o.keystore = "file";
 	o.name = "two\nlines";
 	assert_int_equal(agent_init(&o, why, sizeof(why)), ERR_INVALID);
+
+	/* a profile missing its PIN record does not load */
+	struct agent *a = NULL;
+	char path[400], cmd[900];
+	fresh_device();
+	snprintf(path, sizeof(path), "%s/profile", state);
+	snprintf(cmd, sizeof(cmd), "sed -i '/^w0=/d' '%s'", path);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(agent_open(state, &a), ERR_INVALID);
+	assert_null(a);
 }
 
 static int

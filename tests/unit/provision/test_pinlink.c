@@ -150,6 +150,64 @@ test_device_hangs_up(void **state)
 	assert_int_equal(dr, 0);
 }
 
+/* A prover that takes shareV and confirmV (enough to test its PIN guess
+ * offline) and then goes silent must cost the device a failed attempt. */
+static void *
+silent_device(void *arg)
+{
+	struct device *d = arg;
+	struct radio_link *l = NULL;
+	struct pinlink *p = NULL;
+	uint8_t w0[SPAKE2P_SCALAR_LEN], w1[SPAKE2P_SCALAR_LEN], L[SPAKE2P_POINT_LEN];
+
+	d->result = ERR_INTERNAL;
+	if (spake2p_derive(d->pin, dev_addr, MAC_LEN, w0, w1) != 0 || spake2p_make_L(w1, L) != 0)
+		return NULL;
+	if ((d->result = radio_accept(d->radio, TIMEOUT, &l)) != 0)
+		return NULL;
+	d->result = pinlink_accept(l, w0, L, dev_addr, 500, &p);
+	pinlink_close(p);
+	radio_link_close(l);
+	return NULL;
+}
+
+static void
+test_silent_prover_counts_as_wrong_pin(void **state)
+{
+	struct radio_params rp = { .backend = "sim", .sim_dir = air };
+	struct radio_device self = { .cod = 0x240404, .rssi = -40 };
+	struct device d = { .pin = "493817" };
+	struct radio *op = NULL;
+	struct radio_link *l = NULL;
+	struct spake2p *sp = NULL;
+	uint8_t w0[SPAKE2P_SCALAR_LEN], w1[SPAKE2P_SCALAR_LEN];
+	uint8_t first[4 + SPAKE2P_POINT_LEN], reply[SPAKE2P_POINT_LEN + SPAKE2P_MAC_LEN];
+	pthread_t th;
+	(void)state;
+
+	memcpy(self.addr, dev_addr, MAC_LEN);
+	assert_int_equal(radio_open(&rp, &d.radio), 0);
+	assert_int_equal(radio_listen(d.radio, &self), 0);
+	assert_int_equal(radio_open(&rp, &op), 0);
+	assert_int_equal(pthread_create(&th, NULL, silent_device, &d), 0);
+	assert_int_equal(radio_connect(op, dev_addr, TIMEOUT, &l), 0);
+	/* a guess, sent by hand */
+	assert_int_equal(spake2p_derive("111111", dev_addr, MAC_LEN, w0, w1), 0);
+	assert_int_equal(spake2p_prover_new(w0, w1, (const uint8_t *)"provd intake link v1", 20,
+	    (const uint8_t *)"provd", 5, dev_addr, MAC_LEN, &sp), 0);
+	memcpy(first, "PLK1", 4);
+	assert_int_equal(spake2p_prover_start(sp, first + 4), 0);
+	assert_int_equal(radio_link_write(l, first, sizeof(first), TIMEOUT), 0);
+	assert_int_equal(radio_link_read(l, reply, sizeof(reply), TIMEOUT), 0);
+	/* ... and silence: no confirmP */
+	pthread_join(th, NULL);
+	assert_int_equal(d.result, ERR_AUTH);
+	spake2p_free(sp);
+	radio_link_close(l);
+	radio_close(op);
+	radio_close(d.radio);
+}
+
 static int
 setup(void **state)
 {
@@ -174,6 +232,7 @@ main(void)
 		cmocka_unit_test(test_wrong_pin_fails_closed),
 		cmocka_unit_test(test_fresh_key_every_time),
 		cmocka_unit_test(test_device_hangs_up),
+		cmocka_unit_test(test_silent_prover_counts_as_wrong_pin),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
