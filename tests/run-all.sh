@@ -24,6 +24,7 @@ set -a; . "$run/svc/services.env"; set +a
 PROVD_TEST_CONNINFO="host=127.0.0.1 port=$PGPORT dbname=provd user=postgres password=$(cat "$PROVD_DB_PASSWORD_FILE")"
 export PROVD_TEST_CONNINFO
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
+export LSAN_OPTIONS=suppressions=$top/tests/lsan.supp:print_suppressions=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 echo "== unit tests"
