@@ -25,22 +25,6 @@
 #define PEM_CSR_LABEL "CERTIFICATE REQUEST"
 #define CSR_HARD_MAX (1u << 20)	/* whatever the policy says */
 
-static void
-set_why(char *why, size_t whylen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void
-set_why(char *why, size_t whylen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (why == NULL || whylen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(why, whylen, fmt, ap);
-	va_end(ap);
-}
-
 static int
 is_space(unsigned char c)
 {
@@ -70,7 +54,7 @@ ca_pubkey_policy(const X509_PUBKEY *xpk, int allow_rsa, char *why, size_t whylen
 	if (!X509_PUBKEY_get0_param(&alg, NULL, NULL, &pa, xpk) ||
 	    (pk = X509_PUBKEY_get0(xpk)) == NULL) {
 		ERR_clear_error();
-		set_why(why, whylen, "the public key cannot be decoded");
+		msg_set(why, whylen, "the public key cannot be decoded");
 		return ERR_KEY_POLICY;
 	}
 	X509_ALGOR_get0(NULL, &ptype, &pval, pa);
@@ -78,41 +62,41 @@ ca_pubkey_policy(const X509_PUBKEY *xpk, int allow_rsa, char *why, size_t whylen
 	switch (nid) {
 	case NID_X9_62_id_ecPublicKey:
 		if (ptype != V_ASN1_OBJECT) {
-			set_why(why, whylen, "EC keys must use a named curve (P-256 or P-384)");
+			msg_set(why, whylen, "EC keys must use a named curve (P-256 or P-384)");
 			return ERR_KEY_POLICY;
 		}
 		curve = OBJ_obj2nid(pval);
 		if (curve != NID_X9_62_prime256v1 && curve != NID_secp384r1) {
 			if (OBJ_obj2txt(name, sizeof(name), pval, 0) <= 0)
 				snprintf(name, sizeof(name), "unknown");
-			set_why(why, whylen, "EC curve %s is not allowed (P-256 or P-384)", name);
+			msg_set(why, whylen, "EC curve %s is not allowed (P-256 or P-384)", name);
 			return ERR_KEY_POLICY;
 		}
 		if (!X509_PUBKEY_get0_param(NULL, &bits, &bitslen, NULL, xpk) || bitslen < 1 ||
 		    bits[0] < 0x02 || bits[0] > 0x04) {
-			set_why(why, whylen, "EC points must be compressed or uncompressed");
+			msg_set(why, whylen, "EC points must be compressed or uncompressed");
 			return ERR_KEY_POLICY;
 		}
 		return 0;
 	case NID_ED25519:
 		/* RFC 8410: the parameters are absent */
 		if (ptype != V_ASN1_UNDEF) {
-			set_why(why, whylen, "Ed25519 key with parameters");
+			msg_set(why, whylen, "Ed25519 key with parameters");
 			return ERR_KEY_POLICY;
 		}
 		return 0;
 	case NID_rsaEncryption:
 		if (!allow_rsa) {
-			set_why(why, whylen, "RSA keys are not allowed (use EC P-256, P-384 or Ed25519)");
+			msg_set(why, whylen, "RSA keys are not allowed (use EC P-256, P-384 or Ed25519)");
 			return ERR_KEY_POLICY;
 		}
 		nbits = EVP_PKEY_get_bits(pk);
 		if (nbits < 2048) {
-			set_why(why, whylen, "RSA key of %d bits is too small (minimum 2048)", nbits);
+			msg_set(why, whylen, "RSA key of %d bits is too small (minimum 2048)", nbits);
 			return ERR_KEY_POLICY;
 		}
 		if (nbits > CA_RSA_MAX_BITS) {
-			set_why(why, whylen, "RSA key of %d bits is too large (maximum %d)",
+			msg_set(why, whylen, "RSA key of %d bits is too large (maximum %d)",
 			    nbits, CA_RSA_MAX_BITS);
 			return ERR_KEY_POLICY;
 		}
@@ -120,7 +104,7 @@ ca_pubkey_policy(const X509_PUBKEY *xpk, int allow_rsa, char *why, size_t whylen
 	default:
 		if (OBJ_obj2txt(name, sizeof(name), alg, 0) <= 0)
 			snprintf(name, sizeof(name), "unknown");
-		set_why(why, whylen, "key algorithm %s is not allowed", name);
+		msg_set(why, whylen, "key algorithm %s is not allowed", name);
 		return ERR_KEY_POLICY;
 	}
 }
@@ -162,14 +146,14 @@ csr_pem_to_der(const uint8_t *in, size_t inlen, unsigned char **der, long *derle
 	size_t lead = 0;
 
 	if (memchr(in, '\0', inlen) != NULL) {
-		set_why(why, whylen, "the CSR is neither DER nor PEM");
+		msg_set(why, whylen, "the CSR is neither DER nor PEM");
 		goto out;
 	}
 	while (lead < inlen && is_space(in[lead]))
 		lead++;
 	if (inlen - lead < sizeof(begin) - 1 ||
 	    memcmp(in + lead, begin, sizeof(begin) - 1) != 0) {
-		set_why(why, whylen, "the CSR is neither DER nor a PEM CERTIFICATE REQUEST");
+		msg_set(why, whylen, "the CSR is neither DER nor a PEM CERTIFICATE REQUEST");
 		goto out;
 	}
 	if ((bio = BIO_new_mem_buf(in + lead, (int)(inlen - lead))) == NULL) {
@@ -179,16 +163,16 @@ csr_pem_to_der(const uint8_t *in, size_t inlen, unsigned char **der, long *derle
 	}
 	if (!PEM_read_bio(bio, &name, &header, &data, &datalen)) {
 		ERR_clear_error();
-		set_why(why, whylen, "the PEM block is malformed");
+		msg_set(why, whylen, "the PEM block is malformed");
 		goto out;
 	}
 	if (strcmp(name, PEM_CSR_LABEL) != 0 || header[0] != '\0') {
-		set_why(why, whylen, "the PEM block is not a plain CERTIFICATE REQUEST");
+		msg_set(why, whylen, "the PEM block is not a plain CERTIFICATE REQUEST");
 		goto out;
 	}
 	restlen = BIO_get_mem_data(bio, &rest);
 	if (restlen < 0 || !all_space((const uint8_t *)rest, (size_t)restlen)) {
-		set_why(why, whylen, "unexpected data after the PEM block");
+		msg_set(why, whylen, "unexpected data after the PEM block");
 		goto out;
 	}
 	*der = data;
@@ -453,7 +437,7 @@ ca_csr_check(const uint8_t *in, size_t inlen, const struct ca_policy *pol,
 		*spki = NULL;
 	if (spkilen != NULL)
 		*spkilen = 0;
-	set_why(why, whylen, "internal error");
+	msg_set(why, whylen, "internal error");
 	if (pol == NULL || spki == NULL || spkilen == NULL || (in == NULL && inlen > 0)) {
 		r = ERR_INVALID;
 		goto out;
@@ -462,12 +446,12 @@ ca_csr_check(const uint8_t *in, size_t inlen, const struct ca_policy *pol,
 	if (max > CSR_HARD_MAX)
 		max = CSR_HARD_MAX;
 	if (inlen > max) {
-		set_why(why, whylen, "the CSR is larger than %zu bytes", max);
+		msg_set(why, whylen, "the CSR is larger than %zu bytes", max);
 		r = ERR_TOO_BIG;
 		goto out;
 	}
 	if (inlen == 0) {
-		set_why(why, whylen, "the CSR is empty");
+		msg_set(why, whylen, "the CSR is empty");
 		r = ERR_BAD_CSR;
 		goto out;
 	}
@@ -484,14 +468,14 @@ ca_csr_check(const uint8_t *in, size_t inlen, const struct ca_policy *pol,
 	if ((csr = (CA_CSR *)ASN1_item_d2i(NULL, &q, derlen, ASN1_ITEM_rptr(CA_CSR))) == NULL ||
 	    q != der + derlen) {
 		ERR_clear_error();
-		set_why(why, whylen, csr == NULL ? "the CSR cannot be parsed" :
+		msg_set(why, whylen, csr == NULL ? "the CSR cannot be parsed" :
 		    "unexpected data after the CSR");
 		r = ERR_BAD_CSR;
 		goto out;
 	}
 	if (ASN1_INTEGER_get(csr->info->version) != X509_REQ_VERSION_1) {
 		ERR_clear_error();
-		set_why(why, whylen, "the CSR version is not 1");
+		msg_set(why, whylen, "the CSR version is not 1");
 		r = ERR_BAD_CSR;
 		goto out;
 	}
@@ -522,7 +506,7 @@ ca_csr_check(const uint8_t *in, size_t inlen, const struct ca_policy *pol,
 	    (r = key_general(out, (size_t)len, pol->allow_rsa, &xpk, why, whylen)) != 0)
 		goto out;
 	if (!sigalg_ok(OBJ_obj2nid(csr->sig_alg->algorithm))) {
-		set_why(why, whylen, "the CSR signature algorithm is not accepted "
+		msg_set(why, whylen, "the CSR signature algorithm is not accepted "
 		    "(ECDSA or RSA with SHA-2, or Ed25519)");
 		r = ERR_BAD_CSR;
 		goto out;
@@ -534,19 +518,19 @@ ca_csr_check(const uint8_t *in, size_t inlen, const struct ca_policy *pol,
 		    csr->signature, csr->info, NULL, X509_PUBKEY_get0(xpk), NULL, NULL) == 1;
 	if (!ok) {
 		ERR_clear_error();
-		set_why(why, whylen, "the CSR signature does not verify");
+		msg_set(why, whylen, "the CSR signature does not verify");
 		r = ERR_BAD_CSR;
 		goto out;
 	}
 	if (len > CA_MAX_SPKI) {
-		set_why(why, whylen, "the public key is too large");
+		msg_set(why, whylen, "the public key is too large");
 		r = ERR_KEY_POLICY;
 		goto out;
 	}
 	*spki = out;
 	*spkilen = (size_t)len;
 	out = NULL;
-	set_why(why, whylen, "ok");
+	msg_set(why, whylen, "ok");
 	r = 0;
 out:
 	if (r != 0)

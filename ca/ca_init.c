@@ -28,22 +28,6 @@
 #define IMPORT_MAX_CERTS 16
 #define IMPORT_FILE_MAX (1024 * 1024)
 
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* 1..NAME_MAX_LEN bytes without control characters (UTF-8 is checked by OpenSSL). */
 static int
 name_ok(const char *s)
@@ -177,11 +161,11 @@ write_file(const char *dir, const char *name, const void *data, size_t len,
 	int r;
 
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path)) {
-		set_err(err, errlen, "the CA directory path is too long");
+		msg_set(err, errlen, "the CA directory path is too long");
 		return ERR_INVALID;
 	}
 	if ((r = file_write_atomic(path, data, len, mode)) != 0)
-		set_err(err, errlen, "cannot write %s: %s", path, provd_strerror(r));
+		msg_set(err, errlen, "cannot write %s: %s", path, provd_strerror(r));
 	return r;
 }
 
@@ -199,13 +183,13 @@ write_key(const char *dir, const char *name, EVP_PKEY *key, char *err, size_t er
 	    !PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) ||
 	    (len = BIO_get_mem_data(bio, &data)) <= 0) {
 		log_ossl("cannot encode the CA key");
-		set_err(err, errlen, "cannot encode the CA key");
+		msg_set(err, errlen, "cannot encode the CA key");
 		goto out;
 	}
 	if (dir != NULL)
 		r = write_file(dir, name, data, (size_t)len, 0600, err, errlen);
 	else if ((r = file_write_atomic(name, data, (size_t)len, 0600)) != 0)
-		set_err(err, errlen, "cannot write %s: %s", name, provd_strerror(r));
+		msg_set(err, errlen, "cannot write %s: %s", name, provd_strerror(r));
 out:
 	BIO_free(bio);	/* secmem: cleared on free */
 	return r;
@@ -220,11 +204,11 @@ make_dir(const char *dir, char *err, size_t errlen)
 	if (mkdir(dir, 0700) == 0)
 		return 0;
 	if (errno != EEXIST) {
-		set_err(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+		msg_set(err, errlen, "cannot create %s: %s", dir, strerror(errno));
 		return ERR_IO;
 	}
 	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		set_err(err, errlen, "%s exists and is not a directory", dir);
+		msg_set(err, errlen, "%s exists and is not a directory", dir);
 		return ERR_IO;
 	}
 	return 0;
@@ -243,7 +227,7 @@ read_cert_chain(const char *path, X509 **certs, int *n, char *err, size_t errlen
 
 	*n = 0;
 	if ((r = file_read_all(path, IMPORT_FILE_MAX, &buf, &len)) != 0) {
-		set_err(err, errlen, "cannot read %s: %s", path, provd_strerror(r));
+		msg_set(err, errlen, "cannot read %s: %s", path, provd_strerror(r));
 		goto out;
 	}
 	r = ERR_INVALID;
@@ -254,7 +238,7 @@ read_cert_chain(const char *path, X509 **certs, int *n, char *err, size_t errlen
 	while ((x = PEM_read_bio_X509(bio, NULL, ca_no_passphrase, NULL)) != NULL) {
 		if (*n == IMPORT_MAX_CERTS) {
 			X509_free(x);
-			set_err(err, errlen, "%s holds more than %d certificates", path,
+			msg_set(err, errlen, "%s holds more than %d certificates", path,
 			    IMPORT_MAX_CERTS);
 			goto out;
 		}
@@ -262,7 +246,7 @@ read_cert_chain(const char *path, X509 **certs, int *n, char *err, size_t errlen
 	}
 	e = ERR_peek_last_error();
 	if (*n == 0 || ERR_GET_LIB(e) != ERR_LIB_PEM || ERR_GET_REASON(e) != PEM_R_NO_START_LINE) {
-		set_err(err, errlen, "%s is not a PEM certificate file", path);
+		msg_set(err, errlen, "%s is not a PEM certificate file", path);
 		goto out;
 	}
 	ERR_clear_error();
@@ -281,11 +265,11 @@ read_private_key(const char *path, EVP_PKEY **out, char *err, size_t errlen)
 
 	if (r == ERR_CRYPTO) {
 		ERR_clear_error();
-		set_err(err, errlen, "%s is not an unencrypted PEM private key", path);
+		msg_set(err, errlen, "%s is not an unencrypted PEM private key", path);
 		return ERR_INVALID;
 	}
 	if (r != 0)
-		set_err(err, errlen, "cannot read %s: %s", path, provd_strerror(r));
+		msg_set(err, errlen, "cannot read %s: %s", path, provd_strerror(r));
 	return r;
 }
 
@@ -303,40 +287,40 @@ check_import(X509 **certs, int n, EVP_PKEY *key, char *err, size_t errlen)
 
 	if (X509_check_private_key(certs[0], key) != 1) {
 		ERR_clear_error();
-		set_err(err, errlen, "the private key does not match the certificate");
+		msg_set(err, errlen, "the private key does not match the certificate");
 		return ERR_INVALID;
 	}
 	if (ca_signing_key_ok(key, why, sizeof(why)) != 0) {
-		set_err(err, errlen, "%s", why);
+		msg_set(err, errlen, "%s", why);
 		return ERR_KEY_POLICY;
 	}
 	if (X509_check_ca(certs[0]) != 1) {
-		set_err(err, errlen, "the certificate is not a CA certificate "
+		msg_set(err, errlen, "the certificate is not a CA certificate "
 		    "(basicConstraints CA:TRUE is required)");
 		return ERR_INVALID;
 	}
 	ku = X509_get_key_usage(certs[0]);
 	if ((ku & (KU_KEY_CERT_SIGN | KU_CRL_SIGN)) != (KU_KEY_CERT_SIGN | KU_CRL_SIGN)) {
-		set_err(err, errlen, "the certificate's key usage must allow keyCertSign and cRLSign");
+		msg_set(err, errlen, "the certificate's key usage must allow keyCertSign and cRLSign");
 		return ERR_INVALID;
 	}
 	if (ca_asn1_time_to_unix(X509_get0_notAfter(certs[0]), &na) != 0 ||
 	    na <= (int64_t)time(NULL)) {
-		set_err(err, errlen, "the certificate has expired");
+		msg_set(err, errlen, "the certificate has expired");
 		return ERR_INVALID;
 	}
 	for (int i = 0; i + 1 < n; i++) {
 		if (X509_check_issued(certs[i + 1], certs[i]) != X509_V_OK ||
 		    X509_verify(certs[i], X509_get0_pubkey(certs[i + 1])) != 1) {
 			ERR_clear_error();
-			set_err(err, errlen, "certificate %d of the file is not issued by "
+			msg_set(err, errlen, "certificate %d of the file is not issued by "
 			    "certificate %d", i + 1, i + 2);
 			return ERR_INVALID;
 		}
 	}
 	if (X509_self_signed(certs[n - 1], 1) != 1) {
 		ERR_clear_error();
-		set_err(err, errlen, n == 1 ? "the certificate is not self-signed: put its "
+		msg_set(err, errlen, n == 1 ? "the certificate is not self-signed: put its "
 		    "issuers, up to the root, after it in the same file" :
 		    "the last certificate of the file is not a self-signed root");
 		return ERR_INVALID;
@@ -357,56 +341,56 @@ ca_init(const struct ca_init_opts *o, char *err, size_t errlen)
 	struct stat st;
 	int64_t now, nb, na;
 
-	set_err(err, errlen, "internal error");
+	msg_set(err, errlen, "internal error");
 	if (o == NULL || o->dir == NULL || o->dir[0] == '\0') {
-		set_err(err, errlen, "no CA directory given");
+		msg_set(err, errlen, "no CA directory given");
 		return ERR_INVALID;
 	}
 	cn = o->common_name != NULL ? o->common_name : DEFAULT_CN;
 	days = o->days != 0 ? o->days : DEFAULT_DAYS;
 	if ((o->import_cert == NULL) != (o->import_key == NULL)) {
-		set_err(err, errlen, "an import needs both a certificate and a private key");
+		msg_set(err, errlen, "an import needs both a certificate and a private key");
 		return ERR_INVALID;
 	}
 	if (o->import_cert != NULL && o->two_tier) {
-		set_err(err, errlen, "an imported CA cannot be combined with two-tier creation");
+		msg_set(err, errlen, "an imported CA cannot be combined with two-tier creation");
 		return ERR_INVALID;
 	}
 	if (o->import_cert == NULL) {
 		if (!name_ok(cn)) {
-			set_err(err, errlen, "the common name must be 1..%d printable characters",
+			msg_set(err, errlen, "the common name must be 1..%d printable characters",
 			    NAME_MAX_LEN);
 			return ERR_INVALID;
 		}
 		if (o->organization != NULL && !name_ok(o->organization)) {
-			set_err(err, errlen, "the organization must be 1..%d printable characters",
+			msg_set(err, errlen, "the organization must be 1..%d printable characters",
 			    NAME_MAX_LEN);
 			return ERR_INVALID;
 		}
 		if (o->two_tier && !issuing_name(cn, icn, sizeof(icn))) {
-			set_err(err, errlen, "the common name is too long to derive the issuing "
+			msg_set(err, errlen, "the common name is too long to derive the issuing "
 			    "CA's name from it");
 			return ERR_INVALID;
 		}
 		if (days < 1 || days > MAX_DAYS) {
-			set_err(err, errlen, "the CA validity must be 1..%d days", MAX_DAYS);
+			msg_set(err, errlen, "the CA validity must be 1..%d days", MAX_DAYS);
 			return ERR_INVALID;
 		}
 	}
 	if ((size_t)snprintf(path, sizeof(path), "%s/ca.key", o->dir) >= sizeof(path)) {
-		set_err(err, errlen, "the CA directory path is too long");
+		msg_set(err, errlen, "the CA directory path is too long");
 		return ERR_INVALID;
 	}
 	if ((r = make_dir(o->dir, err, errlen)) != 0)
 		return r;
 	if (lstat(path, &st) == 0) {
 		if (!o->force) {
-			set_err(err, errlen, "%s already exists; refusing to overwrite the CA "
+			msg_set(err, errlen, "%s already exists; refusing to overwrite the CA "
 			    "without force", path);
 			return ERR_CONFLICT;
 		}
 	} else if (errno != ENOENT) {
-		set_err(err, errlen, "cannot check %s: %s", path, strerror(errno));
+		msg_set(err, errlen, "cannot check %s: %s", path, strerror(errno));
 		return ERR_IO;
 	}
 
@@ -422,19 +406,19 @@ ca_init(const struct ca_init_opts *o, char *err, size_t errlen)
 		r = ERR_CRYPTO;
 		if ((root_key = EVP_EC_gen("P-256")) == NULL) {
 			log_ossl("EC key generation");
-			set_err(err, errlen, "cannot generate the CA key");
+			msg_set(err, errlen, "cannot generate the CA key");
 			goto out;
 		}
 		if ((r = make_ca_cert(root_key, cn, o->organization, NULL, NULL, -1, nb, na,
 		    &certs[0])) != 0) {
-			set_err(err, errlen, "cannot create the root CA certificate");
+			msg_set(err, errlen, "cannot create the root CA certificate");
 			goto out;
 		}
 		n = 1;
 		if (o->two_tier) {
 			if ((ca_key = EVP_EC_gen("P-256")) == NULL) {
 				log_ossl("EC key generation");
-				set_err(err, errlen, "cannot generate the issuing CA key");
+				msg_set(err, errlen, "cannot generate the issuing CA key");
 				r = ERR_CRYPTO;
 				goto out;
 			}
@@ -444,7 +428,7 @@ ca_init(const struct ca_init_opts *o, char *err, size_t errlen)
 			n = 2;
 			if ((r = make_ca_cert(ca_key, icn, o->organization, certs[1], root_key,
 			    0, nb, na, &certs[0])) != 0) {
-				set_err(err, errlen, "cannot create the issuing CA certificate");
+				msg_set(err, errlen, "cannot create the issuing CA certificate");
 				goto out;
 			}
 		} else {
@@ -456,7 +440,7 @@ ca_init(const struct ca_init_opts *o, char *err, size_t errlen)
 	if ((r = certs_to_pem(&certs[0], 1, &pem_ca, &len_ca)) != 0 ||
 	    (r = certs_to_pem(&certs[n - 1], 1, &pem_root, &len_root)) != 0 ||
 	    (r = certs_to_pem(certs, n, &pem_chain, &len_chain)) != 0) {
-		set_err(err, errlen, "cannot encode the CA certificates");
+		msg_set(err, errlen, "cannot encode the CA certificates");
 		goto out;
 	}
 	/* the root key of a two-tier CA goes only where the operator said, to
@@ -472,7 +456,7 @@ ca_init(const struct ca_init_opts *o, char *err, size_t errlen)
 		goto out;
 	log_info("CA in %s: %s%s", o->dir, o->import_cert != NULL ? "imported" : "created",
 	    o->two_tier ? " (root and issuing CA)" : "");
-	set_err(err, errlen, "ok");
+	msg_set(err, errlen, "ok");
 	r = 0;
 out:
 	for (int i = 0; i < n; i++)

@@ -113,6 +113,10 @@ int optdata_check_name(const char *s);
 /* ---------------------------------------------------------------------
  * Small helpers.
  */
+/* printf into a caller's message buffer (a public reason, an error
+ * sentence); nothing when buf is NULL or len is 0. */
+void msg_set(char *buf, size_t len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 /* Lowercase hex of len bytes into out (2*len+1 bytes). */
 void hex_encode(const uint8_t *in, size_t len, char *out);
 /* Value of one hex digit (either case), or -1. */

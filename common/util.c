@@ -4,6 +4,7 @@
  * clocks.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -14,6 +15,18 @@
 #include <openssl/crypto.h>
 
 #include "common/common.h"
+
+void
+msg_set(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (buf == NULL || len == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
+}
 
 void
 hex_encode(const uint8_t *in, size_t len, char *out)

@@ -15,20 +15,6 @@
 
 #define FRAME_CAP (PROTO_HDR_LEN + PROTO_MAX_PAYLOAD)
 
-static void
-set_why(char *why, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void
-set_why(char *why, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, len, fmt, ap);
-	va_end(ap);
-}
-
 int
 device_intake_serve(struct radio_link *l, const struct device_profile *dp,
     struct keystore *ks, int timeout_ms, char *why, size_t whylen)
@@ -41,7 +27,7 @@ device_intake_serve(struct radio_link *l, const struct device_profile *dp,
 
 	why[0] = '\0';
 	if ((r = pinlink_accept(l, dp->w0, dp->L, dp->addr, timeout_ms, &p)) != 0) {
-		set_why(why, whylen, "the PIN exchange failed");
+		msg_set(why, whylen, "the PIN exchange failed");
 		return r;
 	}
 	if ((buf = OPENSSL_secure_malloc(FRAME_CAP)) == NULL) {
@@ -57,7 +43,7 @@ device_intake_serve(struct radio_link *l, const struct device_profile *dp,
 	out.u.hello.caps = PROTO_CAP_KEYGEN |
 	    (strcmp(keystore_kind(ks), "tpm2") == 0 ? PROTO_CAP_KS_TPM2 : PROTO_CAP_KS_FILE);
 	if ((r = pinlink_send(p, &out)) != 0 || (r = pinlink_recv(p, buf, FRAME_CAP, &m)) != 0) {
-		set_why(why, whylen, "the link dropped after hello");
+		msg_set(why, whylen, "the link dropped after hello");
 		goto out;
 	}
 
@@ -65,7 +51,7 @@ device_intake_serve(struct radio_link *l, const struct device_profile *dp,
 	case PROTO_KEYGEN_REQ:
 		if ((r = keystore_generate(ks, dp->addr, &csr, &csrlen)) != 0) {
 			(void)pinlink_send_error(p, PROTO_E_KEYGEN, "key generation failed");
-			set_why(why, whylen, "key generation failed: %s", provd_strerror(r));
+			msg_set(why, whylen, "key generation failed: %s", provd_strerror(r));
 			goto out;
 		}
 		memset(&out, 0, sizeof(out));
@@ -74,7 +60,7 @@ device_intake_serve(struct radio_link *l, const struct device_profile *dp,
 		out.u.csr.csr.len = csrlen;
 		memcpy(out.u.csr.challenge, m.u.keygen_req.challenge, sizeof(out.u.csr.challenge));
 		if ((r = pinlink_send(p, &out)) != 0) {
-			set_why(why, whylen, "the link dropped while sending the CSR");
+			msg_set(why, whylen, "the link dropped while sending the CSR");
 			goto out;
 		}
 		break;
@@ -83,33 +69,33 @@ device_intake_serve(struct radio_link *l, const struct device_profile *dp,
 		OPENSSL_cleanse(buf, FRAME_CAP);	/* the frame held the key */
 		if (r != 0) {
 			(void)pinlink_send_error(p, PROTO_E_STORE, "cannot store a delivered key");
-			set_why(why, whylen, "cannot store the delivered key: %s", provd_strerror(r));
+			msg_set(why, whylen, "cannot store the delivered key: %s", provd_strerror(r));
 			goto out;
 		}
 		break;
 	case PROTO_ERROR:
-		set_why(why, whylen, "the server stopped: %s", m.u.error.text);
+		msg_set(why, whylen, "the server stopped: %s", m.u.error.text);
 		r = ERR_CONFLICT;
 		goto out;
 	default:
 		(void)pinlink_send_error(p, PROTO_E_BAD_MESSAGE, "unexpected message");
-		set_why(why, whylen, "unexpected %s", proto_type_name(m.type));
+		msg_set(why, whylen, "unexpected %s", proto_type_name(m.type));
 		r = ERR_INVALID;
 		goto out;
 	}
 
 	if ((r = pinlink_recv(p, buf, FRAME_CAP, &m)) != 0) {
-		set_why(why, whylen, "the link dropped before the certificate came");
+		msg_set(why, whylen, "the link dropped before the certificate came");
 		goto out;
 	}
 	if (m.type == PROTO_ERROR) {
-		set_why(why, whylen, "the server stopped: %s", m.u.error.text);
+		msg_set(why, whylen, "the server stopped: %s", m.u.error.text);
 		r = ERR_CONFLICT;
 		goto out;
 	}
 	if (m.type != PROTO_INSTALL) {
 		(void)pinlink_send_error(p, PROTO_E_BAD_MESSAGE, "expected INSTALL");
-		set_why(why, whylen, "unexpected %s", proto_type_name(m.type));
+		msg_set(why, whylen, "unexpected %s", proto_type_name(m.type));
 		r = ERR_INVALID;
 		goto out;
 	}
@@ -122,7 +108,7 @@ device_intake_serve(struct radio_link *l, const struct device_profile *dp,
 	if ((r = keystore_install(ks, m.u.install.cert.p, m.u.install.cert.len, chain,
 	    chainlen, m.u.install.nchain)) != 0) {
 		(void)pinlink_send_error(p, PROTO_E_STORE, "cannot install the certificate");
-		set_why(why, whylen, "cannot install the certificate: %s", provd_strerror(r));
+		msg_set(why, whylen, "cannot install the certificate: %s", provd_strerror(r));
 		goto out;
 	}
 	memset(&out, 0, sizeof(out));
@@ -137,13 +123,13 @@ device_intake_serve(struct radio_link *l, const struct device_profile *dp,
 	uint8_t fp[32];
 	memcpy(fp, out.u.ack.cert_sha256, sizeof(fp));
 	if ((r = pinlink_send(p, &out)) != 0 || (r = pinlink_recv(p, buf, FRAME_CAP, &m)) != 0) {
-		set_why(why, whylen, "the certificate is installed but the server did not "
+		msg_set(why, whylen, "the certificate is installed but the server did not "
 		    "confirm the record");
 		r = ERR_IO;
 		goto out;
 	}
 	if (m.type != PROTO_DONE || CRYPTO_memcmp(m.u.done.cert_sha256, fp, sizeof(fp)) != 0) {
-		set_why(why, whylen, "the certificate is installed but the server's answer is "
+		msg_set(why, whylen, "the certificate is installed but the server's answer is "
 		    "not a record of it");
 		r = ERR_INVALID;
 		goto out;

@@ -29,20 +29,6 @@ intake_keygen_name(enum intake_keygen k)
 	return "?";
 }
 
-static void
-set_why(char *why, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void
-set_why(char *why, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(why, len, fmt, ap);
-	va_end(ap);
-}
-
 static uint64_t
 ms_since(uint64_t t0)
 {
@@ -104,7 +90,7 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 	memset(res, 0, sizeof(*res));
 	why[0] = '\0';
 	if (ip->nchain > PROTO_MAX_CHAIN) {
-		set_why(why, whylen, "the CA chain has more than %d certificates", PROTO_MAX_CHAIN);
+		msg_set(why, whylen, "the CA chain has more than %d certificates", PROTO_MAX_CHAIN);
 		return ERR_INVALID;
 	}
 	if ((buf = OPENSSL_secure_malloc(FRAME_CAP)) == NULL)
@@ -113,12 +99,12 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 	/* HELLO: the address must be the one on the label and the link's */
 	snprintf(res->step, sizeof(res->step), "hello");
 	if ((r = pinlink_recv(p, buf, FRAME_CAP, &m)) != 0) {
-		set_why(why, whylen, "the device did not say hello (%s)", provd_strerror(r));
+		msg_set(why, whylen, "the device did not say hello (%s)", provd_strerror(r));
 		goto out;
 	}
 	if (m.type != PROTO_HELLO) {
 		(void)pinlink_send_error(p, PROTO_E_BAD_MESSAGE, "expected HELLO");
-		set_why(why, whylen, "the device sent %s instead of HELLO", proto_type_name(m.type));
+		msg_set(why, whylen, "the device sent %s instead of HELLO", proto_type_name(m.type));
 		r = ERR_INVALID;
 		goto out;
 	}
@@ -128,7 +114,7 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 	    memcmp(m.u.hello.addr, ip->link_peer, MAC_LEN) != 0) {
 		mac_format(m.u.hello.addr, ms);
 		(void)pinlink_send_error(p, PROTO_E_REFUSED, "address does not match the label");
-		set_why(why, whylen, "the device says it is %s, which is not the address "
+		msg_set(why, whylen, "the device says it is %s, which is not the address "
 		    "on the label or of the link", ms);
 		r = ERR_CONFLICT;
 		goto out;
@@ -141,14 +127,14 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 		/* a key cannot be imported into a TPM: do not make one for it */
 		(void)pinlink_send_error(p, PROTO_E_UNSUPPORTED, "this intake needs a key store "
 		    "that takes a delivered key");
-		set_why(why, whylen, "server key generation was asked for, but the device "
+		msg_set(why, whylen, "server key generation was asked for, but the device "
 		    "cannot store a delivered key; use device key generation");
 		r = ERR_UNSUPPORTED;
 		goto out;
 	}
 	if (res->keygen == INTAKE_KEYGEN_DEVICE && !(m.u.hello.caps & PROTO_CAP_KEYGEN)) {
 		(void)pinlink_send_error(p, PROTO_E_UNSUPPORTED, "this intake needs device key generation");
-		set_why(why, whylen, "device key generation was asked for, but the device "
+		msg_set(why, whylen, "device key generation was asked for, but the device "
 		    "cannot generate keys; use server key generation");
 		r = ERR_UNSUPPORTED;
 		goto out;
@@ -168,18 +154,18 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 		memcpy(out.u.keygen_req.challenge, challenge, sizeof(challenge));
 		if ((r = pinlink_send(p, &out)) != 0 ||
 		    (r = pinlink_recv(p, buf, FRAME_CAP, &m)) != 0) {
-			set_why(why, whylen, "the link dropped during key generation");
+			msg_set(why, whylen, "the link dropped during key generation");
 			goto out;
 		}
 		if (m.type == PROTO_ERROR) {
-			set_why(why, whylen, "the device could not make a key: %s", m.u.error.text);
+			msg_set(why, whylen, "the device could not make a key: %s", m.u.error.text);
 			r = ERR_UNSUPPORTED;
 			goto out;
 		}
 		if (m.type != PROTO_CSR ||
 		    CRYPTO_memcmp(m.u.csr.challenge, challenge, sizeof(challenge)) != 0) {
 			(void)pinlink_send_error(p, PROTO_E_BAD_MESSAGE, "expected CSR with our challenge");
-			set_why(why, whylen, "the device's answer to the key request is not a "
+			msg_set(why, whylen, "the device's answer to the key request is not a "
 			    "CSR with our challenge");
 			r = ERR_INVALID;
 			goto out;
@@ -218,7 +204,7 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 	    &res->certlen, why, whylen)) != 0) {
 		(void)pinlink_send_error(p, PROTO_E_REFUSED, "the CA refused the request");
 		if (why[0] == '\0')
-			set_why(why, whylen, "the CA refused the request: %s", provd_strerror(r));
+			msg_set(why, whylen, "the CA refused the request: %s", provd_strerror(r));
 		goto out;
 	}
 	res->ms_ca = ms_since(t);
@@ -239,7 +225,7 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 		EVP_PKEY_free(key);
 		key = NULL;
 		if (r != 0) {
-			set_why(why, whylen, "the link dropped while delivering the key");
+			msg_set(why, whylen, "the link dropped while delivering the key");
 			goto out;
 		}
 	}
@@ -254,13 +240,13 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 	}
 	if ((r = pinlink_send(p, &out)) != 0 ||
 	    (r = pinlink_recv(p, buf, FRAME_CAP, &m)) != 0) {
-		set_why(why, whylen, "the link dropped before the device acknowledged the "
+		msg_set(why, whylen, "the link dropped before the device acknowledged the "
 		    "certificate");
 		r = r ? r : ERR_IO;
 		goto out;
 	}
 	if (m.type == PROTO_ERROR) {
-		set_why(why, whylen, "the device could not store its certificate: %s",
+		msg_set(why, whylen, "the device could not store its certificate: %s",
 		    m.u.error.text);
 		r = ERR_IO;
 		goto out;
@@ -270,7 +256,7 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 		goto out;
 	}
 	if (m.type != PROTO_ACK || CRYPTO_memcmp(m.u.ack.cert_sha256, fp, sizeof(fp)) != 0) {
-		set_why(why, whylen, "the device acknowledged something other than its "
+		msg_set(why, whylen, "the device acknowledged something other than its "
 		    "certificate");
 		r = ERR_INVALID;
 		goto out;
