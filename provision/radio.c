@@ -9,12 +9,11 @@
 #include "provision/provision.h"
 #include "provision/radio_int.h"
 
-/*
- * Backends compiled into this build. bluez is not here yet: asking for it
- * gets the same answer as any other unknown name.
- */
+/* Backends compiled into this build: sim (radio_sim.c) and bluez
+ * (radio_bluez.c). */
 static const struct radio_ops *const backends[] = {
 	&radio_sim_ops,
+	&radio_bluez_ops,
 };
 
 uint64_t

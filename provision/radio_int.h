@@ -64,6 +64,7 @@ struct radio_link {
 
 /* The backends compiled in (one file each). */
 extern const struct radio_ops radio_sim_ops;
+extern const struct radio_ops radio_bluez_ops;
 
 /*
  * Deadlines shared by the backends: radio_deadline_set turns a timeout into

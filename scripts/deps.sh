@@ -8,7 +8,8 @@ PKGS="build-essential pkg-config clang libclang-rt-14-dev
  libmicrohttpd-dev libjansson-dev libinih-dev libcurl4-openssl-dev libcmocka-dev
  libldap-dev slapd ldap-utils
  swtpm swtpm-tools tpm2-openssl tpm2-tools
- iproute2 procps curl ca-certificates jq nginx-light wrk"
+ iproute2 procps curl ca-certificates jq nginx-light wrk
+ libsystemd-dev libbluetooth-dev python3-dbusmock dbus"
 
 missing=""
 for p in $PKGS; do

@@ -207,7 +207,7 @@ static void
 test_unknown_backend(void **state)
 {
 	const struct t *t = *state;
-	struct radio_params p = { .backend = "bluez", .sim_dir = t->air, .adapter = "hci0" };
+	struct radio_params p = { .backend = "bluez5", .sim_dir = t->air, .adapter = "hci0" };
 	struct radio *r = (struct radio *)&p;	/* must be reset to NULL */
 
 	assert_int_equal(radio_open(&p, &r), ERR_CONFIG);
