@@ -171,6 +171,15 @@ struct config {
 	int64_t crl_next_update_s;	/* default 86400 */
 	int allow_rsa;			/* RSA >= 2048 CSR keys, default no */
 	int64_t max_csr;		/* bytes, default 8192 */
+	/* [radio] */
+	char *radio_backend;		/* optional: "sim" or "bluez"; unset:
+					   no intake over the radio */
+	char *radio_sim_dir;		/* sim: the directory that is the air */
+	char *radio_adapter;		/* bluez: default hci0 */
+	int64_t radio_inquiry_ms;	/* default scan length, default 3000 */
+	int64_t radio_timeout_ms;	/* per step of an intake, default 15000 */
+	int64_t radio_max_enrollments;	/* at once, default 32 */
+	char *radio_keygen;		/* auto, device, server; default auto */
 	/* [log] */
 	enum log_level log_level;	/* default info */
 	int log_json;			/* default no */

@@ -53,6 +53,13 @@ static const struct key_def keytab[] = {
 	{ "ca", "crl_next_update_s", K_INT, O(crl_next_update_s), 60, 31 * 86400, "86400" },
 	{ "ca", "allow_rsa", K_BOOL, O(allow_rsa), 0, 1, "no" },
 	{ "ca", "max_csr", K_INT, O(max_csr), 256, 65536, "8192" },
+	{ "radio", "backend", K_STR, O(radio_backend), 1, 16, NULL },
+	{ "radio", "sim_dir", K_STR, O(radio_sim_dir), 1, PATH_MAX, NULL },
+	{ "radio", "adapter", K_STR, O(radio_adapter), 1, 16, "hci0" },
+	{ "radio", "inquiry_ms", K_INT, O(radio_inquiry_ms), 0, 60000, "3000" },
+	{ "radio", "timeout_ms", K_INT, O(radio_timeout_ms), 100, 600000, "15000" },
+	{ "radio", "max_enrollments", K_INT, O(radio_max_enrollments), 1, 1024, "32" },
+	{ "radio", "keygen", K_STR, O(radio_keygen), 1, 16, "auto" },
 	{ "log", "level", K_LEVEL, O(log_level), 0, 0, "info" },
 	{ "log", "json", K_BOOL, O(log_json), 0, 1, "no" },
 	{ "log", "syslog", K_BOOL, O(log_syslog), 0, 1, "no" },
@@ -205,6 +212,23 @@ check_consistency(const struct config *cfg, char *err, size_t errlen)
 	if (cfg->ldap_uri != NULL && cfg->ldap_bind_dn != NULL &&
 	    cfg->ldap_password_file == NULL) {
 		snprintf(err, errlen, "ldap.bind_dn needs ldap.password_file");
+		return ERR_CONFIG;
+	}
+	if (cfg->radio_backend != NULL && strcmp(cfg->radio_backend, "sim") != 0 &&
+	    strcmp(cfg->radio_backend, "bluez") != 0) {
+		snprintf(err, errlen, "radio.backend: \"%.16s\" is not sim or bluez",
+		    cfg->radio_backend);
+		return ERR_CONFIG;
+	}
+	if (cfg->radio_backend != NULL && strcmp(cfg->radio_backend, "sim") == 0 &&
+	    cfg->radio_sim_dir == NULL) {
+		snprintf(err, errlen, "radio.backend sim needs radio.sim_dir");
+		return ERR_CONFIG;
+	}
+	if (strcmp(cfg->radio_keygen, "auto") != 0 && strcmp(cfg->radio_keygen, "device") != 0 &&
+	    strcmp(cfg->radio_keygen, "server") != 0) {
+		snprintf(err, errlen, "radio.keygen: \"%.16s\" is not auto, device or server",
+		    cfg->radio_keygen);
 		return ERR_CONFIG;
 	}
 	if (strstr(cfg->db_conninfo, "password") != NULL) {

@@ -71,6 +71,64 @@ int db_writer_submit(struct db_writer *w, struct db_issue *it);
 int db_issue_wait(struct db_writer *w, struct db_issue *it);
 
 /* ---------------------------------------------------------------------
+ * Enrollment jobs (intake over the radio, sql/002_intake.sql). A job is
+ * opened before the radio link and ends either committed with its
+ * certificate or failed; the steps it went through become audit rows
+ * "enrollment.<step>" when it ends.
+ */
+struct db_enroll_step {
+	const char *step;		/* link, keygen, ca, push, record */
+	uint64_t ms;
+};
+
+/* Opens a running job for mac. keygen: "auto", "device" or "server".
+ * ERR_CONFLICT when another job for the device is open (*job is it, *serial
+ * "") or, without replace, the device has an active certificate (*serial is
+ * it, 33 bytes, *job 0). */
+int db_enroll_open(struct db *db, const uint8_t mac[MAC_LEN], const char *keygen,
+    int replace, const char *actor, const char *request_id, int64_t *job, char serial[33]);
+
+/* What an enrollment records on success; it->done/arg are not used. */
+struct db_enroll_commit {
+	int64_t job;
+	const struct db_issue *it;	/* mac, serial, fingerprint, der,
+					   validity, owner, groups, replace,
+					   actor, request_id */
+	const char *keygen;		/* the flow used: "device" or "server" */
+	const char *model;		/* from the device's hello, NULL: none */
+	const char *name;		/* as inquiry showed it, NULL: none */
+	const struct db_enroll_step *steps;
+	size_t nsteps;
+};
+/* Device, certificate, job, step and audit rows, directory outbox: one
+ * transaction. 0 with *cert_id set; ERR_CONFLICT (the device got an active
+ * certificate meanwhile, or the job is no longer running: the job is then
+ * failed with the reason and nothing else written), ERR_DB, ERR_UNAVAILABLE. */
+int db_enroll_commit(struct db *db, const struct db_enroll_commit *ec, int64_t *cert_id);
+
+/* Fails a running job at step with a reason for the operator. ERR_CONFLICT
+ * when the job was not running. */
+int db_enroll_fail(struct db *db, int64_t job, const char *step, const char *error,
+    const struct db_enroll_step *steps, size_t nsteps, const char *actor);
+
+/* Fails every job a stopped provd left open; *n counts them. */
+int db_enroll_reap(struct db *db, const char *actor, int *n);
+
+struct db_enroll_job {
+	int64_t id;
+	uint8_t mac[MAC_LEN];
+	char status[16];		/* running, succeeded, failed, ... */
+	char keygen[8];
+	char step[16];
+	char error[256];
+	char requested_by[64];
+	char serial_hex[33];		/* "" until succeeded */
+	int64_t created_at, finished_at;	/* Unix seconds; 0: not yet */
+};
+/* A job by id. ERR_NOT_FOUND when none. */
+int db_enroll_get(struct db *db, int64_t id, struct db_enroll_job *out);
+
+/* ---------------------------------------------------------------------
  * Certificates.
  */
 enum db_cert_status { DB_CERT_ACTIVE, DB_CERT_REVOKED, DB_CERT_SUPERSEDED };

@@ -30,7 +30,7 @@ device_intake_serve(struct radio_link *l, const struct device_profile *dp,
 		msg_set(why, whylen, "the PIN exchange failed");
 		return r;
 	}
-	if ((buf = OPENSSL_secure_malloc(FRAME_CAP)) == NULL) {
+	if ((buf = OPENSSL_malloc(FRAME_CAP)) == NULL) {
 		r = ERR_NOMEM;
 		goto out;
 	}
@@ -138,7 +138,7 @@ device_intake_serve(struct radio_link *l, const struct device_profile *dp,
 out:
 	free(csr);
 	if (buf != NULL)
-		OPENSSL_secure_clear_free(buf, FRAME_CAP);
+		OPENSSL_clear_free(buf, FRAME_CAP);
 	pinlink_close(p);
 	return r;
 }

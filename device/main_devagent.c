@@ -258,7 +258,7 @@ main(int argc, char **argv)
 	}
 	/* the process holds the PIN record and keys: no core dumps, no ptrace */
 	prctl(PR_SET_DUMPABLE, 0);
-	CRYPTO_secure_malloc_init(1 << 16, 32);
+	CRYPTO_secure_malloc_init(1 << 18, 32);
 	log_init("devagent", LOG_LVL_WARN, 0, 0);
 	if (strcmp(argv[0], "init") == 0)
 		return cmd_init(state, argc, argv);

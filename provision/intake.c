@@ -93,7 +93,7 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 		msg_set(why, whylen, "the CA chain has more than %d certificates", PROTO_MAX_CHAIN);
 		return ERR_INVALID;
 	}
-	if ((buf = OPENSSL_secure_malloc(FRAME_CAP)) == NULL)
+	if ((buf = OPENSSL_malloc(FRAME_CAP)) == NULL)
 		return ERR_NOMEM;
 
 	/* HELLO: the address must be the one on the label and the link's */
@@ -142,6 +142,8 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 
 	/* the key pair */
 	snprintf(res->step, sizeof(res->step), "keygen");
+	if (ip->progress != NULL)
+		ip->progress(ip->progress_arg, "keygen");
 	t = now_ns();
 	if (res->keygen == INTAKE_KEYGEN_DEVICE) {
 		memset(&out, 0, sizeof(out));
@@ -199,6 +201,8 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 
 	/* the CA */
 	snprintf(res->step, sizeof(res->step), "ca");
+	if (ip->progress != NULL)
+		ip->progress(ip->progress_arg, "ca");
 	t = now_ns();
 	if ((r = ip->issue(ip->issue_arg, res->mac, csr_der, csrlen, &res->cert,
 	    &res->certlen, why, whylen)) != 0) {
@@ -211,6 +215,8 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 
 	/* push: key (server keygen), certificate and chain */
 	snprintf(res->step, sizeof(res->step), "push");
+	if (ip->progress != NULL)
+		ip->progress(ip->progress_arg, "push");
 	t = now_ns();
 	if (pkcs8 != NULL) {
 		memset(&out, 0, sizeof(out));
@@ -276,7 +282,7 @@ out:
 	}
 	EVP_PKEY_free(key);
 	free(csr_der);
-	OPENSSL_secure_clear_free(buf, FRAME_CAP);
+	OPENSSL_clear_free(buf, FRAME_CAP);
 	return r;
 }
 

@@ -233,6 +233,9 @@ struct intake_params {
 	int (*issue)(void *arg, const uint8_t mac[MAC_LEN], const uint8_t *csr,
 	    size_t csrlen, uint8_t **cert, size_t *certlen, char *why, size_t whylen);
 	void *issue_arg;
+	/* Called as each step starts ("keygen", "ca", "push"); NULL: none. */
+	void (*progress)(void *arg, const char *step);
+	void *progress_arg;
 	const uint8_t *const *chain;	/* CA certificates (DER) for INSTALL */
 	const size_t *chainlen;
 	size_t nchain;

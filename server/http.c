@@ -522,6 +522,8 @@ server_start(const struct config *cfg, const char *self, const char *conf,
 	}
 	if ((r = db_writer_start(s->db, (size_t)cfg->db_batch_max, &s->writer)) != 0)
 		goto fail;
+	if ((r = intake_start(s)) != 0)
+		goto fail;
 	if ((r = parse_listen(cfg, &ss, &flags)) != 0)
 		goto fail;
 	if (cfg->tls_cert != NULL) {
@@ -590,6 +592,7 @@ server_stop(struct server *s)
 	 * connections), then close everything */
 	if (s->mhd != NULL)
 		MHD_quiesce_daemon(s->mhd);
+	intake_stop(s->intake);
 	db_writer_stop(s->writer);
 	if (s->mhd != NULL)
 		MHD_stop_daemon(s->mhd);

@@ -3,7 +3,9 @@
  * (libcurl + jansson). It holds no logic of its own: every command is one
  * or two API calls, and errors are the API's sentences with the request id.
  */
+#include <fcntl.h>
 #include <getopt.h>
+#include <termios.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +45,9 @@ usage(FILE *f)
 	    "  revoke ADDR|--serial SERIAL [--reason REASON]\n"
 	    "  crl [--pem] [--out FILE]\n"
 	    "  audit verify\n"
+	    "  scan [--timeout MS]\n"
+	    "  enroll ADDR [--pin PIN|--pin-file FILE] [--label-mac ADDR] [--keygen auto|device|server]\n"
+	    "         [--owner NAME] [--group NAME]... [--replace] [--no-wait]\n"
 	    "\n"
 	    "The API address comes from --url, $PROVD_URL or " DEFAULT_URL ";\n"
 	    "the API token from --token-file, $PROVD_TOKEN_FILE or $PROVD_TOKEN.\n");
@@ -96,8 +101,10 @@ api(struct ctl *c, const char *method, const char *path, const char *body, struc
 		curl_easy_setopt(h, CURLOPT_CAINFO, c->cacert);
 	if (c->token != NULL) {
 		size_t len = strlen(c->token) + 32;
-		if ((auth = OPENSSL_secure_zalloc(len)) == NULL)
+		if ((auth = OPENSSL_secure_zalloc(len)) == NULL) {
+			fprintf(stderr, "provctl: out of secure memory\n");
 			goto out;
+		}
 		snprintf(auth, len, "Authorization: Bearer %s", c->token);
 		hdr = curl_slist_append(hdr, auth);
 	}
@@ -412,6 +419,327 @@ cmd_audit(struct ctl *c, int argc, char **argv)
 	return rc;
 }
 
+/* ---------------------------------------------------------------------
+ * Intake over the radio.
+ */
+static int
+cmd_scan(struct ctl *c, int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "timeout", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int64_t ms = -1;
+	json_t *resp = NULL, *devs, *d;
+	struct buf b = { 0 };
+	char body[64];
+	size_t i;
+	long st;
+	int ch, rc = 1;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
+		switch (ch) {
+		case 't':
+			if (parse_int64(optarg, 0, 60000, &ms) != 0) {
+				fprintf(stderr, "provctl: --timeout takes 0 to 60000 milliseconds\n");
+				return 2;
+			}
+			break;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (ms >= 0)
+		snprintf(body, sizeof(body), "{\"timeout_ms\":%lld}", (long long)ms);
+	else
+		snprintf(body, sizeof(body), "{}");
+	if ((st = api(c, "POST", "/v1/intake/scan", body, &b)) < 0)
+		goto out;
+	if (st != 200) {
+		rc = api_error(st, &b);
+		goto out;
+	}
+	if ((resp = parse_json(&b)) == NULL)
+		goto out;
+	devs = json_object_get(resp, "devices");
+	printf("%-17s  %-8s  %4s  %s\n", "ADDRESS", "CLASS", "RSSI", "NAME");
+	json_array_foreach(devs, i, d)
+		printf("%-17s  %-8s  %4lld  %s\n", json_string_value(json_object_get(d, "mac")),
+		    json_string_value(json_object_get(d, "class")),
+		    (long long)json_integer_value(json_object_get(d, "rssi")),
+		    json_string_value(json_object_get(d, "name")));
+	fprintf(stderr, "%zu devices in range (%s radio)\n", json_array_size(devs),
+	    json_string_value(json_object_get(resp, "backend")));
+	rc = 0;
+out:
+	free(b.data);
+	json_decref(resp);
+	return rc;
+}
+
+/* Reads one line from the terminal into buf (secure heap when it is a
+ * PIN), without echo when noecho. Returns 0, or -1 without a terminal. */
+static int
+tty_read(const char *prompt, char *buf, size_t len, int noecho)
+{
+	struct termios old, quiet;
+	int fd = open("/dev/tty", O_RDWR | O_CLOEXEC), echo_off = 0;
+	size_t n = 0;
+	char ch;
+
+	if (fd < 0)
+		return -1;
+	if (write(fd, prompt, strlen(prompt)) < 0) {
+		close(fd);
+		return -1;
+	}
+	if (noecho && tcgetattr(fd, &old) == 0) {
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+		echo_off = tcsetattr(fd, TCSAFLUSH, &quiet) == 0;
+	}
+	while (read(fd, &ch, 1) == 1 && ch != '\n' && ch != '\r')
+		if (n + 1 < len)
+			buf[n++] = ch;
+	buf[n] = '\0';
+	OPENSSL_cleanse(&ch, sizeof(ch));
+	if (echo_off) {
+		(void)tcsetattr(fd, TCSAFLUSH, &old);
+		if (write(fd, "\n", 1) < 0)
+			n = 0;
+	}
+	close(fd);
+	return 0;
+}
+
+/* Finds addr in a scan, for the operator to compare with the label. */
+static int
+enroll_lookup(struct ctl *c, const char *addr, char *name, size_t namelen)
+{
+	uint8_t want[MAC_LEN], got[MAC_LEN];
+	json_t *resp = NULL, *d;
+	struct buf b = { 0 };
+	size_t i;
+	long st;
+	int rc = 1;
+
+	if (mac_parse(addr, want) != 0) {
+		fprintf(stderr, "provctl: %s is not a device address\n", addr);
+		return 2;
+	}
+	if ((st = api(c, "POST", "/v1/intake/scan", "{}", &b)) < 0)
+		goto out;
+	if (st != 200) {
+		rc = api_error(st, &b);
+		goto out;
+	}
+	if ((resp = parse_json(&b)) == NULL)
+		goto out;
+	json_array_foreach(json_object_get(resp, "devices"), i, d) {
+		const char *m = json_string_value(json_object_get(d, "mac"));
+		if (m == NULL || mac_parse(m, got) != 0 || memcmp(got, want, MAC_LEN) != 0)
+			continue;
+		snprintf(name, namelen, "%s", json_string_value(json_object_get(d, "name")));
+		printf("in range: %s \"%s\", class %s, RSSI %lld dBm\n", m, name,
+		    json_string_value(json_object_get(d, "class")),
+		    (long long)json_integer_value(json_object_get(d, "rssi")));
+		rc = 0;
+		goto out;
+	}
+	fprintf(stderr, "provctl: %s is not in range; switch the device on, bring it "
+	    "closer, or check the address\n", addr);
+out:
+	free(b.data);
+	json_decref(resp);
+	return rc;
+}
+
+/* Follows a job until it ends, printing each finished step with its time. */
+static int
+enroll_follow(struct ctl *c, json_t *job)
+{
+	json_int_t id = json_integer_value(json_object_get(job, "id"));
+	size_t shown = 0;
+	uint64_t t0 = now_ns();
+	int rc = 1;
+
+	json_incref(job);
+	for (;;) {
+		json_t *steps = json_object_get(job, "steps"), *sp;
+		const char *status = json_string_value(json_object_get(job, "status"));
+		for (; shown < json_array_size(steps); shown++) {
+			sp = json_array_get(steps, shown);
+			printf("  %-8s %6lld ms\n", json_string_value(json_object_get(sp, "step")),
+			    (long long)json_integer_value(json_object_get(sp, "ms")));
+		}
+		fflush(stdout);
+		if (status != NULL && strcmp(status, "running") != 0) {
+			if (strcmp(status, "succeeded") == 0) {
+				const char *w = json_string_value(json_object_get(job, "warning"));
+				printf("enrolled %s: certificate serial %s, fingerprint sha256 %s "
+				    "(keygen %s, %.0f ms)\n",
+				    json_string_value(json_object_get(job, "mac")),
+				    json_string_value(json_object_get(job, "serial")),
+				    json_string_value(json_object_get(job, "fingerprint_sha256")),
+				    json_string_value(json_object_get(job, "keygen")),
+				    (double)(now_ns() - t0) / 1e6);
+				if (w != NULL)
+					fprintf(stderr, "provctl: warning: %s\n", w);
+				rc = 0;
+			} else {
+				fprintf(stderr, "provctl: enrollment %lld failed at %s: %s\n",
+				    (long long)id, json_string_value(json_object_get(job, "step")),
+				    json_string_value(json_object_get(job, "error")));
+			}
+			break;
+		}
+		char path[128];
+		struct buf b = { 0 };
+		long st;
+		snprintf(path, sizeof(path), "/v1/intake/enrollments/%lld?wait_ms=30000&version=%lld",
+		    (long long)id, (long long)json_integer_value(json_object_get(job, "version")));
+		if ((st = api(c, "GET", path, NULL, &b)) < 0)
+			break;
+		if (st != 200) {
+			rc = api_error(st, &b);
+			free(b.data);
+			break;
+		}
+		json_decref(job);
+		job = parse_json(&b);
+		free(b.data);
+		if (job == NULL)
+			break;
+	}
+	json_decref(job);
+	return rc;
+}
+
+static int
+cmd_enroll(struct ctl *c, int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "pin", required_argument, NULL, 'p' },
+		{ "pin-file", required_argument, NULL, 'P' },
+		{ "label-mac", required_argument, NULL, 'l' },
+		{ "keygen", required_argument, NULL, 'k' },
+		{ "owner", required_argument, NULL, 'o' },
+		{ "group", required_argument, NULL, 'g' },
+		{ "replace", no_argument, NULL, 'r' },
+		{ "no-wait", no_argument, NULL, 'W' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *addr, *keygen = NULL, *owner = NULL;
+	char *pin = NULL, *body = NULL, label[64] = "", name[64] = "";
+	json_t *groups = json_array(), *req = NULL, *job = NULL;
+	struct buf b = { 0 };
+	int replace = 0, nowait = 0, ch, rc = 1;
+	long st;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
+		switch (ch) {
+		case 'p':
+			/* a copy on the secure heap; the command line is wiped */
+			secret_free(pin);
+			if ((pin = OPENSSL_secure_zalloc(strlen(optarg) + 1)) == NULL)
+				goto out;
+			memcpy(pin, optarg, strlen(optarg));
+			OPENSSL_cleanse(optarg, strlen(optarg));
+			break;
+		case 'P':
+			secret_free(pin);
+			pin = NULL;
+			if (secret_read_file(optarg, &pin) != 0) {
+				fprintf(stderr, "provctl: cannot read the PIN file %s\n", optarg);
+				goto out;
+			}
+			break;
+		case 'l': snprintf(label, sizeof(label), "%s", optarg); break;
+		case 'k': keygen = optarg; break;
+		case 'o': owner = optarg; break;
+		case 'g': json_array_append_new(groups, json_string(optarg)); break;
+		case 'r': replace = 1; break;
+		case 'W': nowait = 1; break;
+		default: usage(stderr); rc = 2; goto out;
+		}
+	}
+	if (optind + 1 != argc) {
+		fprintf(stderr, "provctl: enroll needs the device address\n");
+		rc = 2;
+		goto out;
+	}
+	addr = argv[optind];
+	if (label[0] == '\0') {
+		/* the operator compares what the radio sees with the label */
+		if ((rc = enroll_lookup(c, addr, name, sizeof(name))) != 0)
+			goto out;
+		rc = 1;
+		if (tty_read("Type the address printed on the device's label: ", label,
+		    sizeof(label), 0) != 0) {
+			fprintf(stderr, "provctl: no terminal to confirm the label; give --label-mac\n");
+			rc = 2;
+			goto out;
+		}
+	}
+	if (pin == NULL) {
+		if ((pin = OPENSSL_secure_zalloc(64)) == NULL)
+			goto out;
+		if (tty_read("Setup PIN from the label: ", pin, 64, 1) != 0) {
+			fprintf(stderr, "provctl: no terminal to ask for the PIN; give --pin-file\n");
+			rc = 2;
+			goto out;
+		}
+	}
+	req = json_pack("{s:s,s:s,s:s,s:b}", "mac", addr, "label_mac", label, "pin", pin,
+	    "replace", replace);
+	if (req == NULL) {
+		fprintf(stderr, "provctl: the address, label or PIN is not text\n");
+		goto out;
+	}
+	if (keygen != NULL)
+		json_object_set_new(req, "keygen", json_string(keygen));
+	if (owner != NULL)
+		json_object_set_new(req, "owner", json_string(owner));
+	if (name[0] != '\0')
+		json_object_set_new(req, "name", json_string(name));
+	if (json_array_size(groups) > 0)
+		json_object_set(req, "groups", groups);
+	body = json_dumps(req, JSON_COMPACT);
+	/* the PIN leaves this process only inside the request */
+	OPENSSL_cleanse((char *)json_string_value(json_object_get(req, "pin")), strlen(pin));
+	st = api(c, "POST", "/v1/intake/enrollments", body, &b);
+	if (body != NULL)
+		OPENSSL_cleanse(body, strlen(body));
+	if (st < 0)
+		goto out;
+	if (st != 202) {
+		rc = api_error(st, &b);
+		goto out;
+	}
+	if ((job = parse_json(&b)) == NULL)
+		goto out;
+	printf("enrollment %lld of %s started\n",
+	    (long long)json_integer_value(json_object_get(job, "id")), addr);
+	if (nowait) {
+		rc = 0;
+		goto out;
+	}
+	rc = enroll_follow(c, job);
+out:
+	secret_free(pin);
+	free(body);
+	free(b.data);
+	json_decref(groups);
+	json_decref(req);
+	json_decref(job);
+	return rc;
+}
+
 static int
 load_token(struct ctl *c, const char *file)
 {
@@ -467,7 +795,7 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	CRYPTO_secure_malloc_init(1 << 14, 32);
+	CRYPTO_secure_malloc_init(1 << 16, 32);
 	if (load_token(&c, token_file) != 0)
 		return 1;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -483,6 +811,10 @@ main(int argc, char **argv)
 		rc = cmd_crl(&c, argc, argv);
 	else if (strcmp(argv[0], "audit") == 0)
 		rc = cmd_audit(&c, argc, argv);
+	else if (strcmp(argv[0], "scan") == 0)
+		rc = cmd_scan(&c, argc, argv);
+	else if (strcmp(argv[0], "enroll") == 0)
+		rc = cmd_enroll(&c, argc, argv);
 	else {
 		usage(stderr);
 		rc = 2;

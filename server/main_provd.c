@@ -352,7 +352,8 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	CRYPTO_secure_malloc_init(1 << 16, 32);
+	/* PINs and key material of up to radio.max_enrollments intakes at once */
+	CRYPTO_secure_malloc_init(1 << 20, 32);
 	if (load_config(conf, &cfg, debug) != 0)
 		return 1;
 	if (strcmp(argv[0], "run") == 0 && argc == 1)

@@ -22,6 +22,9 @@ const struct route routes_table[] = {
 	{ "POST", "/v1/devices/{}/revoke", route_device_revoke, ROLES_REVOKE, 1 },
 	{ "GET", "/v1/crl", route_crl, 0, 0 },
 	{ "POST", "/v1/audit/verify", route_audit_verify, ROLES_AUDIT, 0 },
+	{ "POST", "/v1/intake/scan", route_intake_scan, ROLES_ISSUE, 1 },
+	{ "POST", "/v1/intake/enrollments", route_intake_enroll, ROLES_ISSUE, 1 },
+	{ "GET", "/v1/intake/enrollments/{}", route_intake_get, ROLES_READ, 0 },
 };
 const size_t routes_count = sizeof(routes_table) / sizeof(routes_table[0]);
 
@@ -137,9 +140,14 @@ route_metrics(struct server *s, struct req *rq)
 	    "provd_certificates_revoked_total %llu\n"
 	    "# HELP provd_crl_generated_total CRLs signed.\n"
 	    "# TYPE provd_crl_generated_total counter\n"
-	    "provd_crl_generated_total %llu\n",
+	    "provd_crl_generated_total %llu\n"
+	    "# HELP provd_enrollments_total Enrollments over the radio by outcome.\n"
+	    "# TYPE provd_enrollments_total counter\n"
+	    "provd_enrollments_total{outcome=\"succeeded\"} %llu\n"
+	    "provd_enrollments_total{outcome=\"failed\"} %llu\n",
 	    atomic_load(&m->issued), atomic_load(&m->issue_failed),
-	    atomic_load(&m->revoked), atomic_load(&m->crl_generated));
+	    atomic_load(&m->revoked), atomic_load(&m->crl_generated),
+	    atomic_load(&m->enrolled), atomic_load(&m->enroll_failed));
 	fprintf(f, "# HELP provd_issue_duration_seconds Issuance latency, request to commit.\n"
 	    "# TYPE provd_issue_duration_seconds histogram\n");
 	unsigned long long cum = 0;
@@ -171,6 +179,59 @@ observe_issue_latency(struct server *s, uint64_t t0)
 		}
 	atomic_fetch_add(&s->m.issue_lat_sum_us, us);
 	atomic_fetch_add(&s->m.issue_lat_count, 1);
+}
+
+/*
+ * Has the signer make a device certificate for mac over spki, with owner and
+ * groups in the optional-data extension, and fills its serial, fingerprint,
+ * validity and certificate (*der, a new buffer) for recording.
+ */
+int
+server_sign(struct server *s, const uint8_t mac[MAC_LEN], const uint8_t *spki, size_t spkilen,
+    const char *owner, const char *const *groups, size_t ngroups, uint8_t **der,
+    size_t *derlen, struct db_issue *it)
+{
+	const struct config *cfg = s->cfg;
+	struct ca_issue_req ir = { 0 };
+	struct optdata od = { 0 };
+	uint8_t *odder = NULL;
+	size_t odlen = 0;
+	int r;
+
+	*der = NULL;
+	*derlen = 0;
+	if (ngroups > OPTDATA_MAX_ITEMS)
+		return ERR_INVALID;
+	if (owner != NULL || ngroups > 0) {
+		od.owner = (char *)owner;
+		for (size_t i = 0; i < ngroups; i++)
+			od.groups[i] = (char *)groups[i];
+		od.ngroups = ngroups;
+		if ((r = optdata_encode(&od, &odder, &odlen)) != 0)
+			return r;
+	}
+	time_t now = time(NULL);
+	memcpy(ir.mac, mac, MAC_LEN);
+	if ((r = ca_serial_new(ir.serial)) != 0)
+		goto out;
+	ir.not_before = (int64_t)now - cfg->backdate_s;
+	ir.not_after = (int64_t)now + cfg->validity_days * 86400;
+	ir.spki = spki;
+	ir.spkilen = spkilen;
+	ir.optdata = odder;
+	ir.optdatalen = odlen;
+	if ((r = ca_signer_issue(s->signer, &ir, der, derlen)) != 0)
+		goto out;
+	memcpy(it->mac, mac, MAC_LEN);
+	hex_encode(ir.serial, CA_SERIAL_LEN, it->serial_hex);
+	ca_fingerprint(*der, *derlen, it->fingerprint);
+	it->der = *der;
+	it->derlen = *derlen;
+	it->not_before = ir.not_before;
+	it->not_after = ir.not_after;
+out:
+	free(odder);
+	return r;
 }
 
 /* ---------------------------------------------------------------------
@@ -240,9 +301,11 @@ issue_done(struct db_issue *it, void *arg)
 	req_complete(rq);
 }
 
-/* Copies the optional "owner" and "groups" fields into the job. */
-static int
-issue_parse_owner_groups(json_t *body, struct issue_job *j, char *why, size_t whylen)
+/* Copies the optional "owner" and "groups" fields of body; on failure the
+ * caller still frees what was copied. */
+int
+json_owner_groups(json_t *body, char **owner_out, char *groups_out[OPTDATA_MAX_ITEMS],
+    size_t *ngroups, char *why, size_t whylen)
 {
 	json_t *owner = json_object_get(body, "owner");
 	json_t *groups = json_object_get(body, "groups");
@@ -255,7 +318,7 @@ issue_parse_owner_groups(json_t *body, struct issue_job *j, char *why, size_t wh
 			    OPTDATA_MAX_STR);
 			return ERR_INVALID;
 		}
-		if ((j->owner = strdup(json_string_value(owner))) == NULL)
+		if ((*owner_out = strdup(json_string_value(owner))) == NULL)
 			return ERR_NOMEM;
 	}
 	if (groups != NULL && !json_is_null(groups)) {
@@ -270,16 +333,15 @@ issue_parse_owner_groups(json_t *body, struct issue_job *j, char *why, size_t wh
 				    OPTDATA_MAX_STR);
 				return ERR_INVALID;
 			}
-			for (size_t k = 0; k < j->ngroups; k++)
-				if (strcmp(j->groups[k], json_string_value(g)) == 0) {
+			for (size_t k = 0; k < *ngroups; k++)
+				if (strcmp(groups_out[k], json_string_value(g)) == 0) {
 					snprintf(why, whylen, "Group \"%.64s\" is listed twice.",
 					    json_string_value(g));
 					return ERR_INVALID;
 				}
-			if ((j->groups[j->ngroups] = strdup(json_string_value(g))) == NULL)
+			if ((groups_out[*ngroups] = strdup(json_string_value(g))) == NULL)
 				return ERR_NOMEM;
-			j->gptr[j->ngroups] = j->groups[j->ngroups];
-			j->ngroups++;
+			(*ngroups)++;
 		}
 	}
 	return 0;
@@ -289,12 +351,9 @@ void
 route_cert_issue(struct server *s, struct req *rq)
 {
 	static const char *const keys[] = { "mac", "csr", "owner", "groups", "replace", NULL };
-	const struct config *cfg = s->cfg;
 	struct issue_job *j = NULL;
-	struct ca_issue_req ir = { 0 };
-	struct optdata od = { 0 };
-	uint8_t *spki = NULL, *odder = NULL;
-	size_t spkilen = 0, odlen = 0;
+	uint8_t *spki = NULL;
+	size_t spkilen = 0;
 	char why[200] = "";
 	json_t *mac, *csr, *replace;
 	int r;
@@ -327,44 +386,22 @@ route_cert_issue(struct server *s, struct req *rq)
 	rq->priv_free = issue_job_free;
 	if ((r = mac_parse(json_string_value(mac), j->it.mac)) != 0)
 		goto fail;
-	if ((r = issue_parse_owner_groups(rq->json, j, why, sizeof(why))) != 0)
+	if ((r = json_owner_groups(rq->json, &j->owner, j->groups, &j->ngroups, why,
+	    sizeof(why))) != 0)
 		goto fail;
+	for (size_t i = 0; i < j->ngroups; i++)
+		j->gptr[i] = j->groups[i];
 	if ((r = ca_csr_check((const uint8_t *)json_string_value(csr), json_string_length(csr),
 	    &s->policy, &spki, &spkilen, why, sizeof(why))) != 0)
 		goto fail;
 	why[0] = '\0';
 
-	/* the optional-data extension carries owner and groups */
-	if (j->owner != NULL || j->ngroups > 0) {
-		od.owner = j->owner;
-		for (size_t i = 0; i < j->ngroups; i++)
-			od.groups[i] = j->groups[i];
-		od.ngroups = j->ngroups;
-		if ((r = optdata_encode(&od, &odder, &odlen)) != 0)
-			goto fail;
-	}
-	time_t now = time(NULL);
-	memcpy(ir.mac, j->it.mac, MAC_LEN);
-	if ((r = ca_serial_new(ir.serial)) != 0)
-		goto fail;
-	ir.not_before = (int64_t)now - cfg->backdate_s;
-	ir.not_after = (int64_t)now + cfg->validity_days * 86400;
-	ir.spki = spki;
-	ir.spkilen = spkilen;
-	ir.optdata = odder;
-	ir.optdatalen = odlen;
-	if ((r = ca_signer_issue(s->signer, &ir, &j->der, &j->derlen)) != 0)
+	snprintf(j->actor, sizeof(j->actor), "%s", rq->actor);
+	if ((r = server_sign(s, j->it.mac, spki, spkilen, j->owner, j->gptr, j->ngroups,
+	    &j->der, &j->derlen, &j->it)) != 0)
 		goto fail;
 	if ((r = ca_der_to_pem("CERTIFICATE", j->der, j->derlen, &j->cert_pem)) != 0)
 		goto fail;
-
-	hex_encode(ir.serial, CA_SERIAL_LEN, j->it.serial_hex);
-	ca_fingerprint(j->der, j->derlen, j->it.fingerprint);
-	snprintf(j->actor, sizeof(j->actor), "%s", rq->actor);
-	j->it.der = j->der;
-	j->it.derlen = j->derlen;
-	j->it.not_before = ir.not_before;
-	j->it.not_after = ir.not_after;
 	j->it.owner = j->owner;
 	j->it.groups = j->gptr;
 	j->it.ngroups = j->ngroups;
@@ -376,7 +413,6 @@ route_cert_issue(struct server *s, struct req *rq)
 	j->s = s;
 	j->rq = rq;
 	free(spki);
-	free(odder);
 	/* nothing leaves provd before its row commits: wait for the writer */
 	req_suspend(rq);
 	if ((r = db_writer_submit(s->writer, &j->it)) != 0) {
@@ -386,7 +422,6 @@ route_cert_issue(struct server *s, struct req *rq)
 	return;
 fail:
 	free(spki);
-	free(odder);
 	if (r != ERR_INVALID && r != ERR_BAD_MAC && r != ERR_BAD_CSR &&
 	    r != ERR_KEY_POLICY && r != ERR_TOO_BIG)
 		log_warnx("issuance failed: %s", provd_strerror(r));

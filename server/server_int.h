@@ -44,6 +44,7 @@ struct route {
 struct metrics {
 	atomic_ullong http_2xx, http_4xx, http_5xx;
 	atomic_ullong issued, issue_failed, revoked, crl_generated;
+	atomic_ullong enrolled, enroll_failed;
 	atomic_ullong issue_lat_buckets[12];	/* cumulative at export */
 	atomic_ullong issue_lat_sum_us, issue_lat_count;
 };
@@ -54,6 +55,7 @@ struct server {
 	struct db *db;
 	struct db_writer *writer;
 	struct ca_signer *signer;
+	struct intake_mgr *intake;	/* NULL without a radio */
 	struct ca_policy policy;
 	char *chain_pem;		/* CA chain handed out with certificates */
 	int port;
@@ -120,6 +122,27 @@ void req_complete(struct req *rq);
  * into why. */
 int json_only_keys(json_t *obj, const char *const *keys, char *why, size_t whylen);
 
+/* Copies the optional "owner" (a name) and "groups" (an array of distinct
+ * names) of body into new strings; on failure writes a public reason into
+ * why, and the caller frees what was copied. */
+int json_owner_groups(json_t *body, char **owner, char *groups[OPTDATA_MAX_ITEMS],
+    size_t *ngroups, char *why, size_t whylen);
+/* Has the signer make a device certificate for mac over spki (DER
+ * SubjectPublicKeyInfo), owner and groups in its optional-data extension;
+ * *der is new (free()), and it gets mac, serial, fingerprint, validity and
+ * der/derlen for recording. */
+int server_sign(struct server *s, const uint8_t mac[MAC_LEN], const uint8_t *spki,
+    size_t spkilen, const char *owner, const char *const *groups, size_t ngroups,
+    uint8_t **der, size_t *derlen, struct db_issue *it);
+
+/* Intake over the radio (intake.c): the enrollment jobs and the scanner.
+ * intake_start does nothing (s->intake stays NULL) without [radio] backend. */
+struct intake_mgr;
+int intake_start(struct server *s);
+/* Ends scans and waits, shuts the links of running enrollments and joins
+ * them. NULL is a no-op. */
+void intake_stop(struct intake_mgr *m);
+
 /* Routes, defined in routes_*.c */
 extern const struct route routes_table[];
 extern const size_t routes_count;
@@ -132,5 +155,8 @@ void route_cert_revoke(struct server *s, struct req *rq);
 void route_device_revoke(struct server *s, struct req *rq);
 void route_crl(struct server *s, struct req *rq);
 void route_audit_verify(struct server *s, struct req *rq);
+void route_intake_scan(struct server *s, struct req *rq);
+void route_intake_enroll(struct server *s, struct req *rq);
+void route_intake_get(struct server *s, struct req *rq);
 
 #endif
