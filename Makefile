@@ -40,6 +40,8 @@ UNIT_SRCS  := $(wildcard tests/unit/*/test_*.c)
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
 BENCH_SRCS := $(wildcard tests/bench/*.c)
 BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/tests/bench/%,$(BENCH_SRCS))
+TOOL_SRCS  := $(wildcard tests/tools/*.c)
+TOOL_BINS  := $(patsubst tests/tools/%.c,$(BUILD)/tests/tools/%,$(TOOL_SRCS))
 
 .PHONY: all deps check check-build demo bench install clean fuzz
 all: $(PROGS)
@@ -81,6 +83,11 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -MMD -MP -MF $@.d -o $@ $< $(LIBS) $(LDLIBS) $(TEST_LDLIBS)
 
+# Helper programs the integration tests run (misbehaving peers and such).
+$(BUILD)/tests/tools/%: tests/tools/%.c $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -MMD -MP -MF $@.d -o $@ $< $(LIBS) $(LDLIBS)
+
 $(BUILD)/tests/bench/%: tests/bench/%.c $(LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBS) $(LDLIBS)
@@ -88,7 +95,7 @@ $(BUILD)/tests/bench/%: tests/bench/%.c $(LIBS)
 -include $(shell find $(BUILD)/obj $(BUILD)/tests -name '*.d' 2>/dev/null)
 
 # Everything the tests need from this build variant.
-check-build: $(PROGS) $(UNIT_BINS) $(BENCH_BINS)
+check-build: $(PROGS) $(UNIT_BINS) $(BENCH_BINS) $(TOOL_BINS)
 
 # Fuzz targets need clang's libFuzzer; built separately into build-fuzz/.
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)

@@ -238,11 +238,11 @@ struct spake2p;			/* one run, prover or verifier */
 
 /*
  * Registration: w0 and w1 from the setup PIN (NUL-terminated, 1 to
- * SPAKE2P_PIN_MAX bytes). w0s || w1s = scrypt(N=32768, r=8, p=1, 80 bytes)
+ * SPAKE2P_PIN_MAX bytes). w0s || w1s = scrypt(N=1024, r=8, p=1, 80 bytes)
  * of len(pin) || pin || len(nil) || len(nil) (RFC 9383 section 3.2 with both
- * identities empty) under the salt salt || "provd-spake2p-v1", where salt is
+ * identities empty) under the salt salt || "provd-spake2p-v2", where salt is
  * the device's 6-byte address (any 1 to SPAKE2P_SALT_MAX bytes accepted);
- * w0 = w0s mod p, w1 = w1s mod p, big-endian. Takes about 0.1 s and 32 MiB.
+ * w0 = w0s mod p, w1 = w1s mod p, big-endian. Takes about 3.5 ms and 1 MiB.
  * The caller wipes w0 and w1 (OPENSSL_cleanse) when done.
  */
 int spake2p_derive(const char *pin, const uint8_t *salt, size_t saltlen,

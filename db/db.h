@@ -102,14 +102,18 @@ struct db_enroll_commit {
 };
 /* Device, certificate, job, step and audit rows, directory outbox: one
  * transaction. 0 with *cert_id set; ERR_CONFLICT (the device got an active
- * certificate meanwhile, or the job is no longer running: the job is then
- * failed with the reason and nothing else written), ERR_DB, ERR_UNAVAILABLE. */
+ * certificate meanwhile: the job is then failed with the reason and the
+ * certificate recorded revoked; or the job is no longer running), ERR_DB,
+ * ERR_UNAVAILABLE. */
 int db_enroll_commit(struct db *db, const struct db_enroll_commit *ec, int64_t *cert_id);
 
-/* Fails a running job at step with a reason for the operator. ERR_CONFLICT
- * when the job was not running. */
+/* Fails a running job at step with a reason for the operator. pushed, when
+ * not NULL, is a certificate sent to the device (serial, fingerprint, der,
+ * validity used): it is recorded revoked in the same transaction, so that
+ * it is on the CRL. ERR_CONFLICT when the job was not running. */
 int db_enroll_fail(struct db *db, int64_t job, const char *step, const char *error,
-    const struct db_enroll_step *steps, size_t nsteps, const char *actor);
+    const struct db_enroll_step *steps, size_t nsteps, const char *actor,
+    const struct db_issue *pushed);
 
 /* Fails every job a stopped provd left open; *n counts them. */
 int db_enroll_reap(struct db *db, const char *actor, int *n);

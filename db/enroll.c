@@ -205,16 +205,20 @@ out:
 
 int
 db_enroll_fail(struct db *db, int64_t job, const char *step, const char *error,
-    const struct db_enroll_step *steps, size_t nsteps, const char *actor)
+    const struct db_enroll_step *steps, size_t nsteps, const char *actor,
+    const struct db_issue *pushed)
 {
 	PGconn *c = NULL;
 	PGresult *res;
-	char jb[24], sj[STEPS_JSON_MAX];
-	const char *params[5];
+	char jb[24], sj[STEPS_JSON_MAX], nb[24], na[24];
+	const char *params[10] = { NULL };
+	int lengths[10] = { 0 }, formats[10] = { 0 };
 	int r;
 
 	if (db == NULL || job <= 0 || !step_ok(step) || error == NULL ||
-	    steps_json(steps, nsteps, sj, sizeof(sj)) != 0)
+	    steps_json(steps, nsteps, sj, sizeof(sj)) != 0 ||
+	    (pushed != NULL && (pushed->der == NULL || pushed->derlen == 0 ||
+	    pushed->derlen > 65536)))
 		return ERR_INVALID;
 	i64_text(job, jb, sizeof(jb));
 	params[0] = jb;
@@ -222,10 +226,24 @@ db_enroll_fail(struct db *db, int64_t job, const char *step, const char *error,
 	params[2] = error;
 	params[3] = sj;
 	params[4] = actor != NULL ? actor : "";
+	if (pushed != NULL) {
+		i64_text(pushed->not_before, nb, sizeof(nb));
+		i64_text(pushed->not_after, na, sizeof(na));
+		params[5] = pushed->serial_hex;
+		params[6] = (const char *)pushed->fingerprint;
+		lengths[6] = 32;
+		formats[6] = 1;
+		params[7] = (const char *)pushed->der;
+		lengths[7] = (int)pushed->derlen;
+		formats[7] = 1;
+		params[8] = nb;
+		params[9] = na;
+	}
 	if ((r = db_conn_get(db, &c)) != 0)
 		return r;
-	res = db_exec(c, "select provd_enroll_fail($1::int8, $2::text, $3::text, $4::json, $5::text)",
-	    5, params, NULL, NULL, 0, &r);
+	res = db_exec(c, "select provd_enroll_fail($1::int8, $2::text, $3::text, $4::json, "
+	    "$5::text, $6::text, $7::bytea, $8::bytea, $9::int8, $10::int8)",
+	    10, params, lengths, formats, 0, &r);
 	if (res != NULL) {
 		r = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0 ? 0 : ERR_CONFLICT;
 		PQclear(res);

@@ -75,6 +75,37 @@ out:
 	return r;
 }
 
+/*
+ * A receive that failed: a malformed frame gets ERROR (BAD_MESSAGE, or
+ * UNSUPPORTED for another protocol version) before the link closes, as
+ * docs/protocol.md says; the sentence for the operator tells a silent
+ * device from a dropped link. what: "during key generation", ...
+ */
+static int
+recv_failed(struct pinlink *p, const uint8_t *buf, int r, const char *what, char *why,
+    size_t whylen)
+{
+	switch (r) {
+	case ERR_INVALID:
+	case ERR_TOO_BIG:
+		if (buf[0] != PROTO_VERSION) {
+			(void)pinlink_send_error(p, PROTO_E_UNSUPPORTED, "unsupported protocol version");
+			msg_set(why, whylen, "the device speaks another protocol version (%u) %s",
+			    buf[0], what);
+		} else {
+			(void)pinlink_send_error(p, PROTO_E_BAD_MESSAGE, "malformed frame");
+			msg_set(why, whylen, "the device sent a malformed frame %s", what);
+		}
+		return ERR_INVALID;
+	case ERR_TIMEOUT:
+		msg_set(why, whylen, "the device stopped answering %s", what);
+		return r;
+	default:
+		msg_set(why, whylen, "the link dropped %s", what);
+		return r;
+	}
+}
+
 int
 intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_result *res,
     char *why, size_t whylen)
@@ -93,13 +124,15 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 		msg_set(why, whylen, "the CA chain has more than %d certificates", PROTO_MAX_CHAIN);
 		return ERR_INVALID;
 	}
-	if ((buf = OPENSSL_malloc(FRAME_CAP)) == NULL)
+	if ((buf = OPENSSL_malloc(FRAME_CAP)) == NULL) {
+		msg_set(why, whylen, "out of memory");
 		return ERR_NOMEM;
+	}
 
 	/* HELLO: the address must be the one on the label and the link's */
 	snprintf(res->step, sizeof(res->step), "hello");
 	if ((r = pinlink_recv(p, buf, FRAME_CAP, &m)) != 0) {
-		msg_set(why, whylen, "the device did not say hello (%s)", provd_strerror(r));
+		r = recv_failed(p, buf, r, "instead of HELLO", why, whylen);
 		goto out;
 	}
 	if (m.type != PROTO_HELLO) {
@@ -154,9 +187,12 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 			goto out;
 		}
 		memcpy(out.u.keygen_req.challenge, challenge, sizeof(challenge));
-		if ((r = pinlink_send(p, &out)) != 0 ||
-		    (r = pinlink_recv(p, buf, FRAME_CAP, &m)) != 0) {
+		if ((r = pinlink_send(p, &out)) != 0) {
 			msg_set(why, whylen, "the link dropped during key generation");
+			goto out;
+		}
+		if ((r = pinlink_recv(p, buf, FRAME_CAP, &m)) != 0) {
+			r = recv_failed(p, buf, r, "during key generation", why, whylen);
 			goto out;
 		}
 		if (m.type == PROTO_ERROR) {
@@ -244,11 +280,12 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 		out.u.install.chain[i].len = ip->chainlen[i];
 		out.u.install.nchain++;
 	}
-	if ((r = pinlink_send(p, &out)) != 0 ||
-	    (r = pinlink_recv(p, buf, FRAME_CAP, &m)) != 0) {
-		msg_set(why, whylen, "the link dropped before the device acknowledged the "
-		    "certificate");
-		r = r ? r : ERR_IO;
+	if ((r = pinlink_send(p, &out)) != 0) {
+		msg_set(why, whylen, "the link dropped while sending the certificate");
+		goto out;
+	}
+	if ((r = pinlink_recv(p, buf, FRAME_CAP, &m)) != 0) {
+		r = recv_failed(p, buf, r, "before acknowledging the certificate", why, whylen);
 		goto out;
 	}
 	if (m.type == PROTO_ERROR) {
@@ -262,6 +299,7 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 		goto out;
 	}
 	if (m.type != PROTO_ACK || CRYPTO_memcmp(m.u.ack.cert_sha256, fp, sizeof(fp)) != 0) {
+		(void)pinlink_send_error(p, PROTO_E_BAD_MESSAGE, "expected ACK of our certificate");
 		msg_set(why, whylen, "the device acknowledged something other than its "
 		    "certificate");
 		r = ERR_INVALID;

@@ -28,9 +28,10 @@
 
 struct pinlink {
 	struct radio_link *link;	/* borrowed */
-	SSL_CTX *ctx;
+	SSL_CTX *ctx;			/* shared, see tls_ctx */
 	SSL *ssl;
 	int timeout_ms;
+	int link_err;			/* the radio's last error under TLS */
 	uint8_t psk[SPAKE2P_KEY_LEN];	/* wiped once the handshake is done */
 };
 
@@ -45,9 +46,14 @@ link_bio_write(BIO *b, const char *buf, int len)
 {
 	struct pinlink *p = BIO_get_data(b);
 
+	int r;
+
 	if (len <= 0)
 		return 0;
-	return radio_link_write(p->link, buf, (size_t)len, p->timeout_ms) == 0 ? len : -1;
+	if ((r = radio_link_write(p->link, buf, (size_t)len, p->timeout_ms)) == 0)
+		return len;
+	p->link_err = r;
+	return -1;
 }
 
 static int
@@ -62,6 +68,7 @@ link_bio_read(BIO *b, char *buf, int len)
 	r = radio_link_read_some(p->link, buf, (size_t)len, &got, p->timeout_ms);
 	if (r == 0)
 		return (int)got;
+	p->link_err = r;
 	return r == ERR_IO ? 0 : -1;	/* 0: the peer closed the link */
 }
 
@@ -150,9 +157,38 @@ pinlink_close(struct pinlink *p)
 		(void)SSL_shutdown(p->ssl);
 		SSL_free(p->ssl);	/* also frees the BIO; wipes the keys */
 	}
-	SSL_CTX_free(p->ctx);
 	OPENSSL_cleanse(p->psk, sizeof(p->psk));
 	free(p);
+}
+
+/*
+ * One TLS context per role for the whole process: making one costs more
+ * than the handshake itself, and nothing in it is per link (the PSK comes
+ * from each session's app data, tickets and the session cache are off).
+ */
+static SSL_CTX *tls_ctx[2];
+static CRYPTO_ONCE tls_once = CRYPTO_ONCE_STATIC_INIT;
+
+static void
+tls_ctx_init(void)
+{
+	for (int server = 0; server < 2; server++) {
+		SSL_CTX *c = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+		if (c == NULL || !SSL_CTX_set_min_proto_version(c, TLS1_3_VERSION) ||
+		    !SSL_CTX_set_ciphersuites(c, "TLS_AES_128_GCM_SHA256")) {
+			log_ossl("TLS context");
+			SSL_CTX_free(c);
+			continue;
+		}
+		/* no session tickets: nothing of this link outlives it */
+		SSL_CTX_set_num_tickets(c, 0);
+		SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
+		if (server)
+			SSL_CTX_set_psk_find_session_callback(c, psk_find_cb);
+		else
+			SSL_CTX_set_psk_use_session_callback(c, psk_use_cb);
+		tls_ctx[server] = c;
+	}
 }
 
 static int
@@ -162,21 +198,10 @@ tls_start(struct pinlink *p, int server)
 	int ret;
 
 	CRYPTO_THREAD_run_once(&link_once, link_method_init);
-	if (link_method == NULL)
+	CRYPTO_THREAD_run_once(&tls_once, tls_ctx_init);
+	if (link_method == NULL || tls_ctx[server != 0] == NULL)
 		return ERR_CRYPTO;
-	p->ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
-	if (p->ctx == NULL || !SSL_CTX_set_min_proto_version(p->ctx, TLS1_3_VERSION) ||
-	    !SSL_CTX_set_ciphersuites(p->ctx, "TLS_AES_128_GCM_SHA256")) {
-		log_ossl("TLS context");
-		return ERR_CRYPTO;
-	}
-	/* no session tickets: nothing of this link outlives it */
-	SSL_CTX_set_num_tickets(p->ctx, 0);
-	SSL_CTX_set_session_cache_mode(p->ctx, SSL_SESS_CACHE_OFF);
-	if (server)
-		SSL_CTX_set_psk_find_session_callback(p->ctx, psk_find_cb);
-	else
-		SSL_CTX_set_psk_use_session_callback(p->ctx, psk_use_cb);
+	p->ctx = tls_ctx[server != 0];
 	if ((p->ssl = SSL_new(p->ctx)) == NULL || (bio = BIO_new(link_method)) == NULL) {
 		log_ossl("TLS session");
 		return ERR_CRYPTO;
@@ -312,9 +337,10 @@ pinlink_write(struct pinlink *p, const void *buf, size_t len)
 
 	if (len == 0)
 		return 0;
+	p->link_err = 0;
 	if (SSL_write_ex(p->ssl, buf, len, &written) != 1 || written != len) {
 		ERR_clear_error();
-		return ERR_IO;
+		return p->link_err == ERR_TIMEOUT ? ERR_TIMEOUT : ERR_IO;
 	}
 	return 0;
 }
@@ -324,11 +350,13 @@ pinlink_read(struct pinlink *p, void *buf, size_t len)
 {
 	size_t off = 0, got;
 
+	p->link_err = 0;
 	while (off < len) {
 		if (SSL_read_ex(p->ssl, (char *)buf + off, len - off, &got) != 1) {
-			/* closed, reset, timed out or tampered with: the link is over */
+			/* closed, reset, timed out or tampered with: the link is
+			 * over; a peer that went silent is told apart */
 			ERR_clear_error();
-			return ERR_IO;
+			return p->link_err == ERR_TIMEOUT ? ERR_TIMEOUT : ERR_IO;
 		}
 		off += got;
 	}

@@ -199,12 +199,15 @@ int pinlink_accept(struct radio_link *l, const uint8_t w0[SPAKE2P_SCALAR_LEN],
 int pinlink_send(struct pinlink *p, const struct proto_msg *m);
 /* Receives one intake message into buf (capacity cap, at least
  * PROTO_HDR_LEN + PROTO_MAX_PAYLOAD); m points into buf. The caller wipes buf
- * when the message held a secret. */
+ * when the message held a secret. ERR_IO: the link closed; ERR_TIMEOUT: the
+ * peer went silent; ERR_INVALID / ERR_TOO_BIG: a malformed frame (its header
+ * is in buf). */
 int pinlink_recv(struct pinlink *p, uint8_t *buf, size_t cap, struct proto_msg *m);
 /* Sends ERROR with code and a short public text (best effort before
  * closing). */
 int pinlink_send_error(struct pinlink *p, enum proto_errcode code, const char *text);
-/* Raw bytes inside the session. */
+/* Raw bytes inside the session. ERR_IO (link closed or broken) or
+ * ERR_TIMEOUT (the peer stopped answering). */
 int pinlink_write(struct pinlink *p, const void *buf, size_t len);
 int pinlink_read(struct pinlink *p, void *buf, size_t len);
 /* Keying material exported from the session (RFC 8446 exporter). */

@@ -410,8 +410,9 @@ link_reason(int r)
 	}
 }
 
+/* Fails the job; pushed: the certificate went to the device in INSTALL. */
 static void
-job_fail(struct ejob *j, const char *step, const char *error)
+job_fail_pushed(struct ejob *j, const char *step, const char *error, int pushed)
 {
 	struct intake_mgr *m = j->m;
 	struct db_enroll_step steps[MAX_STEPS];
@@ -423,11 +424,20 @@ job_fail(struct ejob *j, const char *step, const char *error)
 	memcpy(steps, j->steps, sizeof(steps));
 	snprintf(j->step, sizeof(j->step), "%s", step);
 	pthread_mutex_unlock(&m->mu);
-	if ((r = db_enroll_fail(m->s->db, j->id, step, error, steps, n, j->actor)) != 0 &&
-	    r != ERR_CONFLICT)
+	if (pushed && j->der != NULL)
+		log_warnx("enrollment %lld: certificate %s was sent to the device but not "
+		    "acknowledged; it is recorded revoked", (long long)j->id, j->it.serial_hex);
+	if ((r = db_enroll_fail(m->s->db, j->id, step, error, steps, n, j->actor,
+	    pushed && j->der != NULL ? &j->it : NULL)) != 0 && r != ERR_CONFLICT)
 		log_warnx("enrollment %lld: the failure could not be recorded (%s); "
 		    "the job stays open until provd restarts", (long long)j->id, provd_strerror(r));
 	job_finish(j, "failed", error);
+}
+
+static void
+job_fail(struct ejob *j, const char *step, const char *error)
+{
+	job_fail_pushed(j, step, error, 0);
 }
 
 static void *
@@ -500,7 +510,9 @@ job_main(void *arg)
 	if (strcmp(res.step, "push") == 0 || strcmp(res.step, "done") == 0)
 		job_add_step(j, "ca", res.ms_ca);
 	if (r != 0) {
-		job_fail(j, res.step[0] ? res.step : "hello", why);
+		/* past the CA, the certificate may be on the device already */
+		job_fail_pushed(j, res.step[0] ? res.step : "hello", why,
+		    strcmp(res.step, "push") == 0);
 		goto out;
 	}
 	job_add_step(j, "push", res.ms_push);
@@ -531,12 +543,13 @@ job_main(void *arg)
 		if (r == ERR_CONFLICT) {
 			/* the database failed the job already */
 			job_finish(j, "failed", "the device got an active certificate from "
-			    "elsewhere while this enrollment ran; nothing was recorded");
+			    "elsewhere while this enrollment ran; the certificate pushed to it "
+			    "is recorded revoked");
 		} else {
 			msg_set(why, sizeof(why), "the enrollment could not be recorded (%s); the "
 			    "device has not been told it is done and can be enrolled again",
 			    provd_strerror(r));
-			job_fail(j, "record", why);
+			job_fail_pushed(j, "record", why, 1);
 		}
 		goto out;
 	}
@@ -747,7 +760,7 @@ route_intake_enroll(struct server *s, struct req *rq)
 		pthread_mutex_unlock(&m->mu);
 		log_warnx("cannot start an enrollment thread: %s", strerror(errno));
 		(void)db_enroll_fail(s->db, j->id, "link", "provd could not start the job", NULL, 0,
-		    j->actor);
+		    j->actor, NULL);
 		r = ERR_UNAVAILABLE;
 		goto fail;
 	}

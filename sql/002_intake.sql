@@ -65,6 +65,31 @@ begin
 end
 $$;
 
+-- A certificate that left provd in INSTALL but whose enrollment did not
+-- finish: the device may hold it, so it is recorded revoked
+-- (cessationOfOperation) and goes on the CRL, never valid unseen. The device
+-- row is made 'pending' if it did not exist; an existing device keeps its
+-- status. Appends the certificate.revoke audit row and notifies.
+create function provd_enroll_orphan(p_job bigint, p_mac macaddr, p_serial text,
+    p_fingerprint bytea, p_der bytea, p_not_before bigint, p_not_after bigint, p_actor text)
+returns void language plpgsql as $$
+declare
+	v_dev	bigint;
+begin
+	insert into devices (mac, status) values (p_mac, 'pending')
+	    on conflict (mac) do update set updated_at = now()
+	    returning id into v_dev;
+	insert into certificates (device_id, serial, fingerprint_sha256, status, not_before,
+	    not_after, der, revoked_at, revocation_reason)
+	values (v_dev, p_serial, p_fingerprint, 'revoked', to_timestamp(p_not_before),
+	    to_timestamp(p_not_after), p_der, now(), 5);
+	perform audit_append(p_actor, 'certificate.revoke', p_serial,
+	    json_build_object('mac', p_mac::text, 'reason', 5, 'job', p_job,
+		'why', 'pushed to the device by an enrollment that did not finish'));
+	perform pg_notify('provd_revocation', p_serial);
+end
+$$;
+
 -- Ends a job with its certificate: provd_issue (device, certificate, owner,
 -- groups, certificate.issue audit row, directory outbox), the device's model
 -- and name, the step audit rows and the job, all in the caller's one
@@ -95,6 +120,13 @@ begin
 	r_cert_id := r.r_cert_id;
 	r_message := r.r_message;
 	if r_status <> 'ok' then
+		-- the device has this certificate (it acknowledged it)
+		begin
+			perform provd_enroll_orphan(p_job, p_mac, p_serial, p_fingerprint, p_der,
+			    p_not_before, p_not_after, p_actor);
+		exception when unique_violation then
+			null;	-- a serial or fingerprint collision: it is not ours to record
+		end;
 		update enrollment_jobs set status = 'failed', step = 'record',
 		    error = coalesce(r_message, r_status), updated_at = now(), finished_at = now()
 		    where id = p_job;
@@ -114,9 +146,12 @@ end
 $$;
 
 -- Ends a job as failed at p_step with p_error; returns false when the job
--- was not running.
+-- was not running. When a certificate was pushed (p_serial not null), it is
+-- recorded revoked (provd_enroll_orphan) in the same transaction.
 create function provd_enroll_fail(p_job bigint, p_step text, p_error text, p_steps json,
-    p_actor text) returns boolean language plpgsql as $$
+    p_actor text, p_serial text default null, p_fingerprint bytea default null,
+    p_der bytea default null, p_not_before bigint default null,
+    p_not_after bigint default null) returns boolean language plpgsql as $$
 declare
 	v_mac	macaddr;
 begin
@@ -127,10 +162,15 @@ begin
 		return false;
 	end if;
 	perform provd_enroll_steps(p_job, v_mac, p_steps, p_actor);
+	if p_serial is not null then
+		perform provd_enroll_orphan(p_job, v_mac, p_serial, p_fingerprint, p_der,
+		    p_not_before, p_not_after, p_actor);
+	end if;
 	update enrollment_jobs set status = 'failed', step = p_step, error = p_error,
 	    updated_at = now(), finished_at = now() where id = p_job;
 	perform audit_append(p_actor, 'enrollment.fail', p_job::text,
-	    json_build_object('mac', v_mac::text, 'step', p_step, 'error', p_error));
+	    json_build_object('mac', v_mac::text, 'step', p_step, 'error', p_error,
+		'revoked', p_serial));
 	return true;
 end
 $$;

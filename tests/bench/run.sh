@@ -8,8 +8,10 @@ BIN=$top/build/bin
 B=$(mktemp -d /tmp/provd-bench.XXXXXX)
 chmod 755 "$B"
 pid=""
+tpms=""
 cleanup() {
 	[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+	for p in $tpms; do kill "$p" 2>/dev/null || true; done
 	sh "$top/scripts/services.sh" stop "$B/svc" >/dev/null 2>&1 || true
 	rm -rf "$B"
 }
@@ -27,9 +29,14 @@ password_file = $PROVD_DB_PASSWORD_FILE
 dir = $B/ca
 crl_url = http://127.0.0.1:8440/v1/crl
 ocsp_url = http://127.0.0.1:8440/ocsp
+[radio]
+backend = sim
+sim_dir = $B/air
+max_enrollments = 64
 [log]
 level = warn
 CONF
+mkdir -p "$B/air" "$B/devices"
 "$BIN/provd" -c "$B/provd.conf" ca init >/dev/null
 "$BIN/provd" -c "$B/provd.conf" migrate >/dev/null
 "$BIN/provd" -c "$B/provd.conf" token add --role operator --name bench > "$B/token" 2>/dev/null
@@ -39,3 +46,57 @@ conninfo="host=127.0.0.1 port=$PGPORT dbname=provd user=postgres password=$(cat 
 
 "$top/build/tests/bench/bench_issue" --url "$URL" --token-file "$B/token" \
     --conninfo "$conninfo" --clients 16 --seconds "${BENCH_SECONDS:-10}"
+
+# CPU time (ms) used so far by the processes named: utime + stime
+cpu_ms() {
+	_t=0
+	for _p in "$@"; do
+		_v=$(awk '{print $14 + $15}' "/proc/$_p/stat" 2>/dev/null || echo 0)
+		_t=$((_t + _v))
+	done
+	echo $((_t * 1000 / $(getconf CLK_TCK)))
+}
+pg_pids() { pgrep -u postgres -d ' ' postgres; }
+
+# intake over the sim radio: 16 devices at a time, file keystore; then where
+# the CPU went, per enrollment: provd (and its signer), the simulated
+# devices (the benchmark process), PostgreSQL
+signer=$(pgrep -P "$pid" -d ' ' || true)
+p0=$(cpu_ms $pid $signer); g0=$(cpu_ms $(pg_pids))
+"$top/build/tests/bench/bench_enroll" --url "$URL" --token-file "$B/token" --air "$B/air" \
+    --state "$B/devices" --devices "${BENCH_DEVICES:-16}" --seconds "${BENCH_SECONDS:-10}" \
+    > "$B/enroll.out" &
+bpid=$!
+b1=0
+while kill -0 $bpid 2>/dev/null; do b1=$(cpu_ms $bpid); sleep 0.2; done
+wait $bpid
+p1=$(cpu_ms $pid $signer); g1=$(cpu_ms $(pg_pids))
+cat "$B/enroll.out"
+rate=$(sed -n 's/^bench: enroll_per_s \([0-9.]*\) .*/\1/p' "$B/enroll.out")
+n=$(awk -v r="$rate" -v s="${BENCH_SECONDS:-10}" 'BEGIN { printf "%d", r * s }')
+if [ "$n" -gt 0 ]; then
+	awk -v n="$n" -v p=$((p1 - p0)) -v d="$b1" -v g=$((g1 - g0)) 'BEGIN {
+		printf "bench: enroll_cpu_provd_ms %.2f ms\n", p / n
+		printf "bench: enroll_cpu_devices_ms %.2f ms\n", d / n
+		printf "bench: enroll_cpu_postgres_ms %.2f ms\n", g / n }'
+fi
+
+# the same with the tpm2 keystore: one swtpm per device
+ntpm=${BENCH_TPM_DEVICES:-4}
+: > "$B/tctis"
+i=0
+while [ $i -lt "$ntpm" ]; do
+	mkdir -p "$B/tpm$i"
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	swtpm socket --tpm2 --tpmstate dir="$B/tpm$i" \
+	    --server type=tcp,port=$port,bindaddr=127.0.0.1 \
+	    --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 \
+	    --flags not-need-init,startup-clear >/dev/null 2>&1 &
+	tpms="$tpms $!"
+	echo "swtpm:host=127.0.0.1,port=$port" >> "$B/tctis"
+	i=$((i + 1))
+done
+sleep 0.5
+"$top/build/tests/bench/bench_enroll" --url "$URL" --token-file "$B/token" --air "$B/air" \
+    --state "$B/devices" --devices "$ntpm" --seconds "${BENCH_SECONDS:-10}" --keystore tpm2 \
+    --tcti-file "$B/tctis" --prefix tpm

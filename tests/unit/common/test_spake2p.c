@@ -864,12 +864,12 @@ test_scalar_range(void **state)
 
 /*
  * spake2p_derive("123456", 00:1a:7d:da:71:13): pins the documented format
- * (scrypt N=32768 r=8 p=1 over len(pin) || pin || len(nil) || len(nil),
- * salt = address || "provd-spake2p-v1", 40-byte halves mod p). Computed once
+ * (scrypt N=1024 r=8 p=1 over len(pin) || pin || len(nil) || len(nil),
+ * salt = address || "provd-spake2p-v2", 40-byte halves mod p). Computed once
  * with Python's hashlib.scrypt; changing it breaks every stored record.
  */
-#define DERIVE_W0 "9c335b9f0d76ab8756fd9ef2f23b1ae3e4d61da19724c0e3b3a5ff0a5f5de752"
-#define DERIVE_W1 "1e0492a374d726ada77bd461407644f2a05152985db42cb5a9a6602db9b21137"
+#define DERIVE_W0 "498dcea19896492dc1b95cd4671e02d578ce2141f4d12451e5dfa6c39a95408a"
+#define DERIVE_W1 "d6d39727bfe8929a89ecdf84d228b07936491d71b5d358eb14d1629f9dd4908e"
 
 static void
 test_derive(void **state)
