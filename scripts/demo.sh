@@ -1,9 +1,12 @@
 #!/bin/sh
-# make demo: private PostgreSQL and slapd, a fresh CA, provd, and the main
-# job on sample devices — each device makes a key pair and a CSR, provd
-# checks it and issues an IEEE 802.1AR-style device certificate that the
-# openssl command line then verifies. Everything is stopped at the end
-# (DEMO_KEEP=1 keeps provd running until Ctrl-C).
+# make demo: private PostgreSQL and slapd, a fresh CA, provd with the
+# simulated radio, and the main job on simulated devices (devagent) — the
+# intake desk finds them, checks each address against its label, opens the
+# PIN-secured link, gets a key pair in place (made inside the device, in a
+# TPM on swtpm for one of them, or made by provd and delivered), has the CA
+# sign an IEEE 802.1AR-style device certificate, pushes it and records it.
+# The openssl command line then verifies what the devices hold. Everything
+# is stopped at the end (DEMO_KEEP=1 keeps provd running until Ctrl-C).
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 BIN=$top/build/bin
@@ -11,9 +14,12 @@ BIN=$top/build/bin
 D=$(mktemp -d /tmp/provd-demo.XXXXXX)
 chmod 755 "$D"
 pid=""
+devs=""
+tpm=""
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 cleanup() {
+	for p in $devs $tpm; do kill "$p" 2>/dev/null || true; done
 	[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
 	sh "$top/scripts/services.sh" stop "$D/svc" >/dev/null 2>&1 || true
 	echo "demo stopped; files kept in $D"
@@ -41,7 +47,11 @@ base_dn = $LDAP_BASE
 dir = $D/ca
 crl_url = http://127.0.0.1:8440/v1/crl
 ocsp_url = http://127.0.0.1:8440/ocsp
+[radio]
+backend = sim
+sim_dir = $D/air
 CONF
+mkdir -p "$D/air"
 provd() { "$BIN/provd" -c "$D/provd.conf" "$@"; }
 
 step "checking the configuration"
@@ -62,37 +72,74 @@ export PROVD_URL=$URL PROVD_TOKEN_FILE=$D/operator.token
 echo "provd at $URL"
 "$BIN/provctl" health
 
-step "issuing device certificates from the devices' own CSRs"
+step "switching on four new devices (simulated: devagent on the simulated air)"
+# one device keeps its key in a TPM: a private swtpm
+if command -v swtpm >/dev/null 2>&1; then
+	mkdir -p "$D/tpm"
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+	swtpm socket --tpm2 --tpmstate dir="$D/tpm" \
+	    --server type=tcp,port=$port,bindaddr=127.0.0.1 \
+	    --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 \
+	    --flags not-need-init,startup-clear >/dev/null 2>&1 &
+	tpm=$!
+	sleep 0.3
+	tpm_opts="--keystore tpm2 --tcti swtpm:host=127.0.0.1,port=$port"
+else
+	tpm_opts="--keystore file"
+fi
 n=0
-while read -r mac kind owner group; do
+while read -r mac pin name model ks; do
 	n=$((n + 1))
-	case $kind in
-	p256) alg="-algorithm EC -pkeyopt ec_paramgen_curve:P-256" ;;
-	p384) alg="-algorithm EC -pkeyopt ec_paramgen_curve:P-384" ;;
-	ed25519) alg="-algorithm ED25519" ;;
-	esac
+	opts="--keystore file"
+	[ "$ks" = tpm2 ] && opts=$tpm_opts
+	printf '%s\n' "$pin" > "$D/dev$n.pin"	# the PIN printed on the label
 	# shellcheck disable=SC2086
-	openssl genpkey $alg -out "$D/dev$n.key" 2>/dev/null
-	openssl req -new -key "$D/dev$n.key" -subj "/CN=device-$n" -out "$D/dev$n.csr"
-	printf '%-18s %-8s owner=%-6s group=%-12s ' "$mac" "$kind" "$owner" "$group"
-	"$BIN/provctl" issue --mac "$mac" --csr "$D/dev$n.csr" --owner "$owner" --group "$group" \
-	    --out "$D/dev$n.crt" 2>&1
+	"$BIN/devagent" --state "$D/dev$n" init --addr "$mac" --pin-file "$D/dev$n.pin" \
+	    --name "$name" --model "$model" $opts
+	"$BIN/devagent" --state "$D/dev$n" serve --air "$D/air" >"$D/dev$n.out" 2>&1 &
+	devs="$devs $!"
 done <<DEVICES
-00:1A:7D:DA:71:13 p256 alice engineering
-00-1a-7d-da-71-14 p384 bob finance
-001a.7dda.7115 ed25519 carol engineering
-001A7DDA7116 p256 dave facilities
+00:1A:7D:DA:71:13 493817 Printer-2F LaserJet-M507 tpm2
+00:1A:7D:DA:71:14 250611 Scanner-3A ScanJet-7500 file
+00:1A:7D:DA:71:15 777123 Badge-0042 BadgeReader-2 file
+00:1A:7D:DA:71:16 918273 Sensor-B12 EnvSensor-9 file
 DEVICES
+sleep 0.5
 
-step "what a device certificate says (device 1)"
-openssl x509 -in "$D/dev1.crt" -noout -subject -serial -dates -ext subjectAltName,keyUsage,extendedKeyUsage,crlDistributionPoints,authorityInfoAccess
-step "openssl verify against the CA chain"
+step "provctl scan: the devices in range"
+"$BIN/provctl" scan
+
+step "provctl enroll: label check, PIN link, key pair, CA, push, record"
+while read -r n mac label keygen owner group; do
+	echo "-- $mac (label reads $label), key made by the $keygen, owner $owner, group $group"
+	"$BIN/provctl" enroll "$mac" --label-mac "$label" --pin-file "$D/dev$n.pin" \
+	    --keygen "$keygen" --owner "$owner" --group "$group"
+done <<ENROLL
+1 00:1A:7D:DA:71:13 00-1a-7d-da-71-13 device alice engineering
+2 00:1A:7D:DA:71:14 001a.7dda.7114 server bob finance
+3 00:1A:7D:DA:71:15 00:1A:7D:DA:71:15 device carol engineering
+4 00:1A:7D:DA:71:16 00:1A:7D:DA:71:16 device dave facilities
+ENROLL
+
+step "a label that does not match is refused before the link opens"
+"$BIN/provctl" enroll 00:1A:7D:DA:71:14 --label-mac 00:1A:7D:DA:71:41 \
+    --pin-file "$D/dev2.pin" || true
+
+step "what device 1 holds (its key never left its TPM)"
+"$BIN/devagent" --state "$D/dev1" show
 for i in 1 2 3 4; do
-	openssl verify -CAfile "$D/ca/root.crt" -untrusted "$D/ca/ca.crt" "$D/dev$i.crt"
+	openssl x509 -inform DER -in "$D/dev$i/keystore/id/cert.der" -out "$D/dev$i.crt"
+done
+openssl x509 -in "$D/dev1.crt" -noout -subject -serial -dates -ext subjectAltName,keyUsage,extendedKeyUsage,crlDistributionPoints,authorityInfoAccess
+step "openssl verify: each device's certificate against the CA chain it was given"
+for i in 1 2 3 4; do
+	printf 'device %s: ' "$i"
+	openssl verify -CAfile "$D/ca/root.crt" -untrusted "$D/dev$i/keystore/id/chain.pem" "$D/dev$i.crt"
 done
 
 step "the records in PostgreSQL"
-psql -X -d provd -c "select d.mac, u.name as owner, c.serial, c.status, c.not_after::date from devices d join certificates c on c.device_id = d.id left join users u on u.id = d.owner_id order by d.mac"
+psql -X -d provd -c "select d.mac, d.model, u.name as owner, c.serial, c.status, c.not_after::date from devices d join certificates c on c.device_id = d.id left join users u on u.id = d.owner_id order by d.mac"
+psql -X -d provd -c "select id, mac, status, keygen, step, finished_at - started_at as took from enrollment_jobs order by id"
 
 step "revoking device 4 (lost) and checking the CRL"
 PROVD_TOKEN_FILE=$D/security.token "$BIN/provctl" revoke 00:1a:7d:da:71:16 --reason keyCompromise
