@@ -21,8 +21,11 @@
  * that device and rejects everything else with org.bluez.Error.Rejected. It
  * never supplies a legacy PIN or a passkey: provd's own PIN link (SPAKE2+
  * above the radio) authenticates the device, so the pairing underneath only
- * has to give an encrypted baseband link. On the listening side there is no
- * such device, so pairing that a peer starts is refused there too.
+ * has to give an encrypted baseband link. A listening radio (a device
+ * waiting for intake) accepts confirmation from whichever peer bluetoothd
+ * names, for the same reason: the operator's side proves the PIN next.
+ * (Listening needs the RFCOMM socket, so this part cannot run on a host
+ * without Bluetooth in its kernel.)
  *
  * The bus is only read while a call of this backend runs (every D-Bus call
  * pumps it, as do inquiry's wait, connect's RFCOMM wait and accept): an
@@ -618,6 +621,8 @@ bz_agent_allows(struct bz_radio *b, sd_bus_message *m, const char *method,
 		    sender != NULL ? sender : "(unknown)", BZ_SERVICE);
 		return 0;
 	}
+	if (b->lfd >= 0 && b->target_path[0] == '\0')
+		return 1;	/* listening: any peer may pair, the PIN link decides */
 	if (b->target_path[0] == '\0' || strcmp(dev_path, b->target_path) != 0) {
 		log_warnx("bluez radio: agent: %s for %.*s, which this radio is not "
 		    "connecting to: rejected", method, BZ_PATH_MAX, dev_path);
