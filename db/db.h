@@ -107,16 +107,23 @@ struct db_enroll_commit {
  * ERR_UNAVAILABLE. */
 int db_enroll_commit(struct db *db, const struct db_enroll_commit *ec, int64_t *cert_id);
 
-/* Fails a running job at step with a reason for the operator. pushed, when
- * not NULL, is a certificate sent to the device (serial, fingerprint, der,
- * validity used): it is recorded revoked in the same transaction, so that
- * it is on the CRL. ERR_CONFLICT when the job was not running. */
-int db_enroll_fail(struct db *db, int64_t job, const char *step, const char *error,
-    const struct db_enroll_step *steps, size_t nsteps, const char *actor,
-    const struct db_issue *pushed);
+/* Writes the certificate the CA made for a running job (serial,
+ * fingerprint, der, validity of it) onto the job, before it is sent to the
+ * device: a job that then ends without its record turns it into a revoked
+ * certificate. ERR_CONFLICT when the job is not running. */
+int db_enroll_signed(struct db *db, int64_t job, const struct db_issue *it);
 
-/* Fails every job a stopped provd left open; *n counts them. */
-int db_enroll_reap(struct db *db, const char *actor, int *n);
+/* Fails a running job at step with a reason for the operator. pushed: the
+ * job's certificate may be on the device; it is recorded revoked in the
+ * same transaction, so that it is on the CRL. ERR_CONFLICT when the job was
+ * not running. */
+int db_enroll_fail(struct db *db, int64_t job, const char *step, const char *error,
+    const struct db_enroll_step *steps, size_t nsteps, const char *actor, int pushed);
+
+/* Fails the jobs started more than older_than_s seconds ago and still open
+ * (their provd stopped); their certificates are recorded revoked. *n counts
+ * them. */
+int db_enroll_reap(struct db *db, const char *actor, int older_than_s, int *n);
 
 struct db_enroll_job {
 	int64_t id;

@@ -204,46 +204,35 @@ out:
 }
 
 int
-db_enroll_fail(struct db *db, int64_t job, const char *step, const char *error,
-    const struct db_enroll_step *steps, size_t nsteps, const char *actor,
-    const struct db_issue *pushed)
+db_enroll_signed(struct db *db, int64_t job, const struct db_issue *it)
 {
 	PGconn *c = NULL;
 	PGresult *res;
-	char jb[24], sj[STEPS_JSON_MAX], nb[24], na[24];
-	const char *params[10] = { NULL };
-	int lengths[10] = { 0 }, formats[10] = { 0 };
+	char jb[24], nb[24], na[24];
+	const char *params[6];
+	int lengths[6] = { 0 }, formats[6] = { 0 };
 	int r;
 
-	if (db == NULL || job <= 0 || !step_ok(step) || error == NULL ||
-	    steps_json(steps, nsteps, sj, sizeof(sj)) != 0 ||
-	    (pushed != NULL && (pushed->der == NULL || pushed->derlen == 0 ||
-	    pushed->derlen > 65536)))
+	if (db == NULL || job <= 0 || it == NULL || it->der == NULL || it->derlen == 0 ||
+	    it->derlen > 65536)
 		return ERR_INVALID;
 	i64_text(job, jb, sizeof(jb));
+	i64_text(it->not_before, nb, sizeof(nb));
+	i64_text(it->not_after, na, sizeof(na));
 	params[0] = jb;
-	params[1] = step;
-	params[2] = error;
-	params[3] = sj;
-	params[4] = actor != NULL ? actor : "";
-	if (pushed != NULL) {
-		i64_text(pushed->not_before, nb, sizeof(nb));
-		i64_text(pushed->not_after, na, sizeof(na));
-		params[5] = pushed->serial_hex;
-		params[6] = (const char *)pushed->fingerprint;
-		lengths[6] = 32;
-		formats[6] = 1;
-		params[7] = (const char *)pushed->der;
-		lengths[7] = (int)pushed->derlen;
-		formats[7] = 1;
-		params[8] = nb;
-		params[9] = na;
-	}
+	params[1] = it->serial_hex;
+	params[2] = (const char *)it->fingerprint;
+	lengths[2] = 32;
+	formats[2] = 1;
+	params[3] = (const char *)it->der;
+	lengths[3] = (int)it->derlen;
+	formats[3] = 1;
+	params[4] = nb;
+	params[5] = na;
 	if ((r = db_conn_get(db, &c)) != 0)
 		return r;
-	res = db_exec(c, "select provd_enroll_fail($1::int8, $2::text, $3::text, $4::json, "
-	    "$5::text, $6::text, $7::bytea, $8::bytea, $9::int8, $10::int8)",
-	    10, params, lengths, formats, 0, &r);
+	res = db_exec(c, "select provd_enroll_signed($1::int8, $2::text, $3::bytea, $4::bytea, "
+	    "$5::int8, $6::int8)", 6, params, lengths, formats, 0, &r);
 	if (res != NULL) {
 		r = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0 ? 0 : ERR_CONFLICT;
 		PQclear(res);
@@ -253,20 +242,55 @@ db_enroll_fail(struct db *db, int64_t job, const char *step, const char *error,
 }
 
 int
-db_enroll_reap(struct db *db, const char *actor, int *n)
+db_enroll_fail(struct db *db, int64_t job, const char *step, const char *error,
+    const struct db_enroll_step *steps, size_t nsteps, const char *actor, int pushed)
 {
 	PGconn *c = NULL;
 	PGresult *res;
-	const char *params[1] = { actor != NULL ? actor : "" };
+	char jb[24], sj[STEPS_JSON_MAX];
+	const char *params[6];
+	int r;
+
+	if (db == NULL || job <= 0 || !step_ok(step) || error == NULL ||
+	    steps_json(steps, nsteps, sj, sizeof(sj)) != 0)
+		return ERR_INVALID;
+	i64_text(job, jb, sizeof(jb));
+	params[0] = jb;
+	params[1] = step;
+	params[2] = error;
+	params[3] = sj;
+	params[4] = actor != NULL ? actor : "";
+	params[5] = pushed ? "true" : "false";
+	if ((r = db_conn_get(db, &c)) != 0)
+		return r;
+	res = db_exec(c, "select provd_enroll_fail($1::int8, $2::text, $3::text, $4::json, "
+	    "$5::text, $6::boolean)", 6, params, NULL, NULL, 0, &r);
+	if (res != NULL) {
+		r = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0 ? 0 : ERR_CONFLICT;
+		PQclear(res);
+	}
+	db_conn_put(db, c);
+	return r;
+}
+
+int
+db_enroll_reap(struct db *db, const char *actor, int older_than_s, int *n)
+{
+	PGconn *c = NULL;
+	PGresult *res;
+	char secs[16];
+	const char *params[2] = { actor != NULL ? actor : "", secs };
 	int64_t v = 0;
 	int r;
 
 	*n = 0;
-	if (db == NULL)
+	if (db == NULL || older_than_s < 0)
 		return ERR_INVALID;
+	snprintf(secs, sizeof(secs), "%d", older_than_s);
 	if ((r = db_conn_get(db, &c)) != 0)
 		return r;
-	res = db_exec(c, "select provd_enroll_reap($1::text)", 1, params, NULL, NULL, 0, &r);
+	res = db_exec(c, "select provd_enroll_reap($1::text, $2::int4)", 2, params, NULL, NULL, 0,
+	    &r);
 	if (res != NULL) {
 		if (PQntuples(res) == 1 && parse_int64(PQgetvalue(res, 0, 0), 0, INT32_MAX, &v) == 0)
 			*n = (int)v;

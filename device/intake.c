@@ -15,6 +15,28 @@
 
 #define FRAME_CAP (PROTO_HDR_LEN + PROTO_MAX_PAYLOAD)
 
+/* Receives one message; a malformed frame gets ERROR (BAD_MESSAGE, or
+ * UNSUPPORTED for another protocol version) before the link closes
+ * (docs/protocol.md, "Errors"). what: for the sentence, "after hello" ... */
+static int
+dev_recv(struct pinlink *p, uint8_t *buf, struct proto_msg *m, const char *what, char *why,
+    size_t whylen)
+{
+	int r = pinlink_recv(p, buf, FRAME_CAP, m);
+
+	if (r == ERR_INVALID || r == ERR_TOO_BIG) {
+		if (buf[0] != PROTO_VERSION)
+			(void)pinlink_send_error(p, PROTO_E_UNSUPPORTED, "unsupported protocol version");
+		else
+			(void)pinlink_send_error(p, PROTO_E_BAD_MESSAGE, "malformed frame");
+		msg_set(why, whylen, "the server sent a malformed frame %s", what);
+		return ERR_INVALID;
+	}
+	if (r != 0)
+		msg_set(why, whylen, "the link dropped %s", what);
+	return r;
+}
+
 int
 device_intake_serve(struct radio_link *l, const struct device_profile *dp,
     struct keystore *ks, int timeout_ms, char *why, size_t whylen)
@@ -42,10 +64,12 @@ device_intake_serve(struct radio_link *l, const struct device_profile *dp,
 	snprintf(out.u.hello.firmware, sizeof(out.u.hello.firmware), "%s", dp->firmware);
 	out.u.hello.caps = PROTO_CAP_KEYGEN |
 	    (strcmp(keystore_kind(ks), "tpm2") == 0 ? PROTO_CAP_KS_TPM2 : PROTO_CAP_KS_FILE);
-	if ((r = pinlink_send(p, &out)) != 0 || (r = pinlink_recv(p, buf, FRAME_CAP, &m)) != 0) {
-		msg_set(why, whylen, "the link dropped after hello");
+	if ((r = pinlink_send(p, &out)) != 0) {
+		msg_set(why, whylen, "the link dropped while saying hello");
 		goto out;
 	}
+	if ((r = dev_recv(p, buf, &m, "after hello", why, whylen)) != 0)
+		goto out;
 
 	switch (m.type) {
 	case PROTO_KEYGEN_REQ:
@@ -84,10 +108,8 @@ device_intake_serve(struct radio_link *l, const struct device_profile *dp,
 		goto out;
 	}
 
-	if ((r = pinlink_recv(p, buf, FRAME_CAP, &m)) != 0) {
-		msg_set(why, whylen, "the link dropped before the certificate came");
+	if ((r = dev_recv(p, buf, &m, "before the certificate came", why, whylen)) != 0)
 		goto out;
-	}
 	if (m.type == PROTO_ERROR) {
 		msg_set(why, whylen, "the server stopped: %s", m.u.error.text);
 		r = ERR_CONFLICT;
@@ -122,10 +144,11 @@ device_intake_serve(struct radio_link *l, const struct device_profile *dp,
 	 * have recorded nothing, so intake stays open for a retry */
 	uint8_t fp[32];
 	memcpy(fp, out.u.ack.cert_sha256, sizeof(fp));
-	if ((r = pinlink_send(p, &out)) != 0 || (r = pinlink_recv(p, buf, FRAME_CAP, &m)) != 0) {
+	if ((r = pinlink_send(p, &out)) != 0 ||
+	    (r = dev_recv(p, buf, &m, "after the certificate", why, whylen)) != 0) {
 		msg_set(why, whylen, "the certificate is installed but the server did not "
 		    "confirm the record");
-		r = ERR_IO;
+		r = r == ERR_INVALID ? r : ERR_IO;
 		goto out;
 	}
 	if (m.type != PROTO_DONE || CRYPTO_memcmp(m.u.done.cert_sha256, fp, sizeof(fp)) != 0) {

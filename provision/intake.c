@@ -135,6 +135,12 @@ intake_run(struct pinlink *p, const struct intake_params *ip, struct intake_resu
 		r = recv_failed(p, buf, r, "instead of HELLO", why, whylen);
 		goto out;
 	}
+	if (m.type == PROTO_ERROR) {
+		/* an ERROR is never answered */
+		msg_set(why, whylen, "the device refused intake: %s", m.u.error.text);
+		r = ERR_CONFLICT;
+		goto out;
+	}
 	if (m.type != PROTO_HELLO) {
 		(void)pinlink_send_error(p, PROTO_E_BAD_MESSAGE, "expected HELLO");
 		msg_set(why, whylen, "the device sent %s instead of HELLO", proto_type_name(m.type));

@@ -5,6 +5,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -276,7 +277,9 @@ req_free(struct req *rq)
 	if (rq->priv_free != NULL)
 		rq->priv_free(rq->priv);
 	json_decref(rq->json);
-	free(rq->body);
+	/* a body may hold a secret (an enrollment's PIN) whatever became of it */
+	if (rq->body != NULL)
+		OPENSSL_clear_free(rq->body, rq->len + 1);
 	free(rq->resp);
 	free(rq);
 }
@@ -367,16 +370,23 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		*upload_data_size = 0;
 		if (rq->too_big || rq->len + n > (size_t)s->cfg->max_body) {
 			rq->too_big = 1;
-			free(rq->body);
+			if (rq->body != NULL)
+				OPENSSL_clear_free(rq->body, rq->len + 1);
 			rq->body = NULL;
 			rq->len = 0;
 			log_set_id(NULL);
 			return MHD_YES;
 		}
-		char *nb = realloc(rq->body, rq->len + n + 1);
+		/* grown by copy, never realloc: the old block is wiped (a
+		 * body may hold a PIN) */
+		char *nb = OPENSSL_malloc(rq->len + n + 1);
 		if (nb == NULL) {
 			log_set_id(NULL);
 			return MHD_NO;
+		}
+		if (rq->body != NULL) {
+			memcpy(nb, rq->body, rq->len);
+			OPENSSL_clear_free(rq->body, rq->len + 1);
 		}
 		memcpy(nb + rq->len, upload_data, n);
 		rq->body = nb;
@@ -478,6 +488,22 @@ parse_listen(const struct config *cfg, struct sockaddr_storage *ss, unsigned *fl
 	return ERR_CONFIG;
 }
 
+/* jansson's memory: wiped when freed, since parsed bodies hold PINs */
+static void *
+json_alloc(size_t n)
+{
+	return malloc(n);
+}
+
+static void
+json_free_wipe(void *p)
+{
+	if (p == NULL)
+		return;
+	OPENSSL_cleanse(p, malloc_usable_size(p));
+	free(p);
+}
+
 int
 server_start(const struct config *cfg, const char *self, const char *conf,
     struct server **out)
@@ -491,6 +517,7 @@ server_start(const struct config *cfg, const char *self, const char *conf,
 	long threads = cfg->threads > 0 ? (long)cfg->threads : sysconf(_SC_NPROCESSORS_ONLN);
 
 	*out = NULL;
+	json_set_alloc_funcs(json_alloc, json_free_wipe);
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return ERR_NOMEM;
 	s->cfg = cfg;

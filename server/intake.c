@@ -33,6 +33,11 @@
 #define PIN_MIN 6
 #define PIN_MAX 32
 #define MAX_STEPS 5		/* link, keygen, ca, push, record */
+/* An enrollment's whole life is bounded: link, PIN exchange, TLS, hello,
+ * key, push, acknowledgement and record each get radio.timeout_ms, and a
+ * device that drips bytes to stretch them meets this limit instead. */
+#define JOB_MAX_STEPS 8
+#define REAP_EVERY_NS (30ull * 1000000000ull)
 
 struct waiter {
 	struct waiter *next;
@@ -59,6 +64,8 @@ struct ejob {
 	char request_id[REQ_ID_LEN];
 	char name[RADIO_NAME_MAX];
 	uint64_t t0;
+	uint64_t deadline;		/* now_ns() clock: the watchdog ends it */
+	int cut;			/* the watchdog shut its link */
 	/* what the CA made (issue callback) */
 	struct db_issue it;
 	uint8_t *der;			/* the signed certificate until intake_run
@@ -92,6 +99,9 @@ struct intake_mgr {
 	/* scans */
 	pthread_t scanner, timer;
 	struct waiter *scan_waiters;	/* job and deadline unused */
+	uint64_t job_max_ns;		/* longest an enrollment may run */
+	int pruning;			/* prune_finished calls joining now */
+	uint64_t next_reap;		/* now_ns() clock */
 	int scan_ms;			/* longest asked by the waiting requests */
 	/* CA chain, DER, for INSTALL */
 	uint8_t *chain[PROTO_MAX_CHAIN];
@@ -256,17 +266,21 @@ job_free(struct ejob *j)
 	free(j);
 }
 
-/* Drops the oldest finished jobs beyond KEEP_FINISHED (under m->mu); their
- * threads have ended or are about to, so joining is quick. */
+/* Joins the threads of finished jobs and drops the oldest finished jobs
+ * beyond KEEP_FINISHED (called under m->mu, which it releases meanwhile):
+ * a finished job's thread has ended or is about to, so joining is quick. */
 static void
 prune_finished(struct intake_mgr *m)
 {
 	struct ejob **pp = &m->jobs, *j, *drop = NULL;
-	size_t seen = 0;
+	pthread_t join[64];
+	size_t seen = 0, njoin = 0;
 
-	if (m->nfinished <= KEEP_FINISHED)
-		return;
 	while ((j = *pp) != NULL) {
+		if (j->finished && !j->joined && njoin < sizeof(join) / sizeof(join[0])) {
+			join[njoin++] = j->thread;
+			j->joined = 1;
+		}
 		if (j->finished && ++seen > KEEP_FINISHED) {
 			int busy = 0;
 			for (struct waiter *w = m->waiters; w != NULL; w = w->next)
@@ -281,7 +295,10 @@ prune_finished(struct intake_mgr *m)
 		}
 		pp = &j->next;
 	}
+	m->pruning++;
 	pthread_mutex_unlock(&m->mu);
+	for (size_t i = 0; i < njoin; i++)
+		pthread_join(join[i], NULL);
 	while ((j = drop) != NULL) {
 		drop = j->next;
 		if (!j->joined)
@@ -289,6 +306,8 @@ prune_finished(struct intake_mgr *m)
 		job_free(j);
 	}
 	pthread_mutex_lock(&m->mu);
+	if (--m->pruning == 0)
+		pthread_cond_broadcast(&m->cv);
 }
 
 /* ---------------------------------------------------------------------
@@ -365,9 +384,23 @@ issue_cb(void *arg, const uint8_t mac[MAC_LEN], const uint8_t *csr, size_t csrle
 		msg_set(why, whylen, "the CA could not sign: %s", provd_strerror(r));
 		return r;
 	}
+	/* on the job before it leaves provd: if the job ends without its
+	 * record, this certificate is recorded revoked */
+	j->it.der = der;
+	j->it.derlen = derlen;
+	if ((r = db_enroll_signed(s->db, j->id, &j->it)) != 0) {
+		free(der);
+		j->it.der = NULL;
+		j->it.derlen = 0;
+		msg_set(why, whylen, "the certificate could not be noted on the job before "
+		    "sending it (%s); nothing was sent", provd_strerror(r));
+		return r;
+	}
 	/* intake_run owns what it gets; the job keeps what it records */
 	if ((*cert = malloc(derlen)) == NULL) {
 		free(der);
+		j->it.der = NULL;
+		j->it.derlen = 0;
 		return ERR_NOMEM;
 	}
 	memcpy(*cert, der, derlen);
@@ -428,7 +461,7 @@ job_fail_pushed(struct ejob *j, const char *step, const char *error, int pushed)
 		log_warnx("enrollment %lld: certificate %s was sent to the device but not "
 		    "acknowledged; it is recorded revoked", (long long)j->id, j->it.serial_hex);
 	if ((r = db_enroll_fail(m->s->db, j->id, step, error, steps, n, j->actor,
-	    pushed && j->der != NULL ? &j->it : NULL)) != 0 && r != ERR_CONFLICT)
+	    pushed && j->der != NULL)) != 0 && r != ERR_CONFLICT)
 		log_warnx("enrollment %lld: the failure could not be recorded (%s); "
 		    "the job stays open until provd restarts", (long long)j->id, provd_strerror(r));
 	job_finish(j, "failed", error);
@@ -438,6 +471,19 @@ static void
 job_fail(struct ejob *j, const char *step, const char *error)
 {
 	job_fail_pushed(j, step, error, 0);
+}
+
+/* The sentence for a failure: the watchdog's when it cut the link. */
+static const char *
+job_why(struct ejob *j, const char *why)
+{
+	int cut;
+
+	pthread_mutex_lock(&j->m->mu);
+	cut = j->cut;
+	pthread_mutex_unlock(&j->m->mu);
+	return cut ? "the enrollment took longer than provd allows (radio.timeout_ms for "
+	    "each of its steps); the link was closed" : why;
 }
 
 static void *
@@ -479,7 +525,7 @@ job_main(void *arg)
 	OPENSSL_secure_clear_free(j->pin, PIN_MAX + 1);
 	j->pin = NULL;
 	if (r != 0) {
-		job_fail(j, "link", link_reason(r));
+		job_fail(j, "link", job_why(j, link_reason(r)));
 		goto out;
 	}
 	job_add_step(j, "link", ms_since(t));
@@ -511,7 +557,7 @@ job_main(void *arg)
 		job_add_step(j, "ca", res.ms_ca);
 	if (r != 0) {
 		/* past the CA, the certificate may be on the device already */
-		job_fail_pushed(j, res.step[0] ? res.step : "hello", why,
+		job_fail_pushed(j, res.step[0] ? res.step : "hello", job_why(j, why),
 		    strcmp(res.step, "push") == 0);
 		goto out;
 	}
@@ -685,6 +731,7 @@ route_intake_enroll(struct server *s, struct req *rq)
 	}
 	j->m = m;
 	j->t0 = now_ns();
+	j->deadline = j->t0 + m->job_max_ns;
 	if ((r = mac_parse(json_string_value(mac), j->mac)) != 0) {
 		msg_set(why, sizeof(why), "\"mac\" is not a valid unicast device address.");
 		goto fail;
@@ -727,10 +774,15 @@ route_intake_enroll(struct server *s, struct req *rq)
 
 	pthread_mutex_lock(&m->mu);
 	if (m->stopping || m->nrunning >= (size_t)s->cfg->radio_max_enrollments) {
+		int stopping = m->stopping;
 		pthread_mutex_unlock(&m->mu);
 		r = ERR_UNAVAILABLE;
-		msg_set(why, sizeof(why), "%lld enrollments are already running; retry shortly.",
-		    (long long)s->cfg->radio_max_enrollments);
+		if (stopping)
+			msg_set(why, sizeof(why), "provd is stopping; retry on another instance or "
+			    "once it is back.");
+		else
+			msg_set(why, sizeof(why), "%lld enrollments are already running; retry "
+			    "shortly.", (long long)s->cfg->radio_max_enrollments);
 		goto fail;
 	}
 	m->nrunning++;
@@ -760,7 +812,7 @@ route_intake_enroll(struct server *s, struct req *rq)
 		pthread_mutex_unlock(&m->mu);
 		log_warnx("cannot start an enrollment thread: %s", strerror(errno));
 		(void)db_enroll_fail(s->db, j->id, "link", "provd could not start the job", NULL, 0,
-		    j->actor, NULL);
+		    j->actor, 0);
 		r = ERR_UNAVAILABLE;
 		goto fail;
 	}
@@ -907,8 +959,9 @@ scanner_main(void *arg)
 			struct waiter *w = ws;
 			ws = w->next;
 			if (r != 0) {
-				req_reply_error(w->rq, r, m->stopping ? "provd is stopping." :
-				    "The radio could not search for devices.");
+				/* whatever the radio said, it is the radio that failed */
+				req_reply_error(w->rq, ERR_UNAVAILABLE, m->stopping ?
+				    "provd is stopping." : "The radio could not search for devices.");
 			} else {
 				json_t *arr = json_array();
 				for (size_t i = 0; arr != NULL && i < n; i++) {
@@ -930,6 +983,19 @@ scanner_main(void *arg)
 	return NULL;
 }
 
+/* Jobs open longer than twice the longest enrollment belong to no live
+ * provd (each ends its own by then). */
+static int
+reap_after_s(const struct intake_mgr *m)
+{
+	return (int)(2 * m->job_max_ns / 1000000000u) + 1;
+}
+
+/*
+ * The timer thread: ends GET waits that time out, cuts the links of
+ * enrollments past their deadline (their threads then fail them), and
+ * every REAP_EVERY_NS fails the jobs a stopped provd left open.
+ */
 static void *
 timer_main(void *arg)
 {
@@ -937,7 +1003,7 @@ timer_main(void *arg)
 
 	pthread_mutex_lock(&m->mu);
 	while (!m->stopping) {
-		uint64_t now = now_ns(), next = 0;
+		uint64_t now = now_ns(), next = m->next_reap;
 		struct waiter **pp = &m->waiters, *w;
 		while ((w = *pp) != NULL) {
 			if (w->deadline <= now) {
@@ -947,24 +1013,42 @@ timer_main(void *arg)
 				free(w);
 				continue;
 			}
-			if (next == 0 || w->deadline < next)
+			if (w->deadline < next)
 				next = w->deadline;
 			pp = &w->next;
 		}
-		if (next == 0) {
-			pthread_cond_wait(&m->cv, &m->mu);
-		} else {
-			struct timespec ts;
-			uint64_t left = next - now;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += (time_t)(left / 1000000000u);
-			ts.tv_nsec += (long)(left % 1000000000u);
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
+		for (struct ejob *j = m->jobs; j != NULL; j = j->next) {
+			if (j->finished || j->cut)
+				continue;
+			if (j->deadline <= now && j->link != NULL && radio_link_fd(j->link) >= 0) {
+				log_warnx("enrollment %lld has run for %.0f s: closing its link",
+				    (long long)j->id, (double)(now - j->t0) / 1e9);
+				shutdown(radio_link_fd(j->link), SHUT_RDWR);
+				j->cut = 1;
+			} else if (j->deadline > now && j->deadline < next) {
+				next = j->deadline;
 			}
-			pthread_cond_timedwait(&m->cv, &m->mu, &ts);
 		}
+		if (now >= m->next_reap) {
+			int n = 0;
+			m->next_reap = now + REAP_EVERY_NS;
+			pthread_mutex_unlock(&m->mu);
+			if (db_enroll_reap(m->s->db, "provd", reap_after_s(m), &n) == 0 && n > 0)
+				log_warnx("%d enrollment jobs left open by a stopped provd: failed, "
+				    "their certificates recorded revoked", n);
+			pthread_mutex_lock(&m->mu);
+			continue;
+		}
+		struct timespec ts;
+		uint64_t left = next > now ? next - now : 0;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += (time_t)(left / 1000000000u);
+		ts.tv_nsec += (long)(left % 1000000000u);
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&m->cv, &m->mu, &ts);
 	}
 	pthread_mutex_unlock(&m->mu);
 	return NULL;
@@ -1048,7 +1132,10 @@ intake_start(struct server *s)
 		mgr_free(m);
 		return r;
 	}
-	if ((r = db_enroll_reap(s->db, "provd", &reaped)) != 0) {
+	m->job_max_ns = (uint64_t)cfg->radio_timeout_ms * JOB_MAX_STEPS * 1000000u;
+	m->next_reap = now_ns() + REAP_EVERY_NS;
+	/* jobs older than any enrollment may run belong to a provd that stopped */
+	if ((r = db_enroll_reap(s->db, "provd", reap_after_s(m), &reaped)) != 0) {
 		mgr_free(m);
 		return r;
 	}
@@ -1096,6 +1183,9 @@ intake_stop(struct intake_mgr *m)
 	pthread_join(m->timer, NULL);
 
 	pthread_mutex_lock(&m->mu);
+	/* a request may be joining finished threads: let it end first */
+	while (m->pruning > 0)
+		pthread_cond_wait(&m->cv, &m->mu);
 	all = m->jobs;
 	m->jobs = NULL;
 	pthread_mutex_unlock(&m->mu);

@@ -35,6 +35,7 @@ enum mode {
 	MODE_GARBAGE_FRAME,		/* a malformed frame instead of HELLO */
 	MODE_ACK_WRONG_HASH,		/* ACK of another certificate */
 	MODE_SILENT_AFTER_HELLO,	/* HELLO, then nothing */
+	MODE_SILENT_AFTER_INSTALL,	/* takes the certificate, never ACKs */
 };
 
 static const struct {
@@ -48,6 +49,7 @@ static const struct {
 	{ "garbage-frame", MODE_GARBAGE_FRAME },
 	{ "ack-wrong-hash", MODE_ACK_WRONG_HASH },
 	{ "silent-after-hello", MODE_SILENT_AFTER_HELLO },
+	{ "silent-after-install", MODE_SILENT_AFTER_INSTALL },
 };
 
 static void
@@ -257,6 +259,23 @@ ack_wrong_hash(struct pinlink *p, uint8_t *buf, const uint8_t addr[MAC_LEN], cha
 	return 0;
 }
 
+/* A good CSR, the certificate received, and no ACK ever. */
+static int
+silent_after_install(struct pinlink *p, uint8_t *buf, const uint8_t addr[MAC_LEN], char *did,
+    size_t didlen)
+{
+	struct proto_msg m;
+	int r;
+
+	if ((r = send_csr(p, buf, MODE_SILENT_AFTER_INSTALL, addr, did, didlen)) != 0)
+		return r;
+	if ((r = recv_want(p, buf, PROTO_INSTALL, &m, did, didlen)) != 0)
+		return r;
+	msg_set(did, didlen, "got INSTALL (%zu-byte certificate) and said nothing",
+	    m.u.install.cert.len);
+	return 0;
+}
+
 /* Misbehaves as mode says. 0 when done; otherwise did says why not. */
 static int
 misbehave(struct pinlink *p, uint8_t *buf, enum mode mode, const uint8_t addr[MAC_LEN],
@@ -302,6 +321,8 @@ misbehave(struct pinlink *p, uint8_t *buf, enum mode mode, const uint8_t addr[MA
 		return send_csr(p, buf, mode, addr, did, didlen);
 	case MODE_ACK_WRONG_HASH:
 		return ack_wrong_hash(p, buf, addr, did, didlen);
+	case MODE_SILENT_AFTER_INSTALL:
+		return silent_after_install(p, buf, addr, did, didlen);
 	}
 	msg_set(did, didlen, "unknown mode");
 	return ERR_INTERNAL;
