@@ -81,6 +81,11 @@ if [ "$n" -gt 0 ]; then
 		printf "bench: enroll_cpu_postgres_ms %.2f ms\n", g / n }'
 fi
 
+# one device at a time: the latency of an enrollment without queueing
+"$top/build/tests/bench/bench_enroll" --url "$URL" --token-file "$B/token" --air "$B/air" \
+    --state "$B/devices" --devices 1 --seconds 3 --prefix one |
+    sed -n 's/^bench: enroll_p50_ms /bench: enroll_1dev_p50_ms /p'
+
 # the same with the tpm2 keystore: one swtpm per device
 ntpm=${BENCH_TPM_DEVICES:-4}
 : > "$B/tctis"
