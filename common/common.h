@@ -162,6 +162,8 @@ struct config {
 	char *ldap_bind_dn;
 	char *ldap_password_file;
 	char *ldap_base_dn;
+	int64_t ldap_batch;		/* outbox rows per pass, default 200 */
+	int64_t ldap_retry_max_s;	/* longest back-off while slapd is down, default 60 */
 	/* [ca] */
 	char *ca_dir;			/* CA key and certificates */
 	int64_t validity_days;		/* device certificates, default 365 */
@@ -171,6 +173,11 @@ struct config {
 	int64_t crl_next_update_s;	/* default 86400 */
 	int allow_rsa;			/* RSA >= 2048 CSR keys, default no */
 	int64_t max_csr;		/* bytes, default 8192 */
+	int64_t ocsp_cert_days;		/* delegated OCSP signer, default 30 */
+	int64_t ocsp_max_age_s;		/* response validity and cache, default 300 */
+	/* [authz] */
+	int64_t authz_ttl_s;		/* how long callers may cache a decision, default 30 */
+	int64_t authz_batch_max;	/* questions in one batch, default 100 */
 	/* [radio] */
 	char *radio_backend;		/* optional: "sim" or "bluez"; unset:
 					   no intake over the radio */

@@ -213,4 +213,8 @@ int db_token_add(struct db *db, const char *name, enum db_role role, char **toke
 int db_token_check(struct db *db, const char *token, enum db_role *role,
     char *name_out, size_t namelen);
 
+/* ---------------------------------------------------------------------
+ * Directory outbox (drained into LDAP by the server's directory worker).
+ */
+
 #endif

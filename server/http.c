@@ -172,6 +172,15 @@ route_match(const struct route *rt, const char *url, struct req *rq)
 	int n = 0;
 
 	while (*p != '\0' && *u != '\0') {
+		if (p[0] == '{' && p[1] == '*' && p[2] == '}' && p[3] == '\0') {
+			/* {*}: the rest of the path, slashes included */
+			size_t len = strlen(u);
+			if (len >= sizeof(rq->params[0]) || n >= ROUTE_MAX_PARAMS)
+				return 0;
+			memcpy(rq->params[n], u, len + 1);
+			rq->nparams = n + 1;
+			return 1;
+		}
 		if (p[0] == '{' && p[1] == '}') {
 			const char *end = strchr(u, '/');
 			size_t len = end ? (size_t)(end - u) : strlen(u);
@@ -551,6 +560,10 @@ server_start(const struct config *cfg, const char *self, const char *conf,
 		goto fail;
 	if ((r = intake_start(s)) != 0)
 		goto fail;
+	if ((r = ocsp_start(s)) != 0)
+		goto fail;
+	if ((r = dirsync_start(s)) != 0)
+		goto fail;
 	if ((r = parse_listen(cfg, &ss, &flags)) != 0)
 		goto fail;
 	if (cfg->tls_cert != NULL) {
@@ -620,6 +633,8 @@ server_stop(struct server *s)
 	if (s->mhd != NULL)
 		MHD_quiesce_daemon(s->mhd);
 	intake_stop(s->intake);
+	dirsync_stop(s);
+	ocsp_stop(s);
 	db_writer_stop(s->writer);
 	if (s->mhd != NULL)
 		MHD_stop_daemon(s->mhd);

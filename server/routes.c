@@ -25,6 +25,11 @@ const struct route routes_table[] = {
 	{ "POST", "/v1/intake/scan", route_intake_scan, ROLES_ISSUE, 1 },
 	{ "POST", "/v1/intake/enrollments", route_intake_enroll, ROLES_ISSUE, 1 },
 	{ "GET", "/v1/intake/enrollments/{}", route_intake_get, ROLES_READ, 0 },
+	/* OCSP (RFC 6960): public; POST bodies are DER, not JSON */
+	{ "GET", "/ocsp/{*}", route_ocsp_get, 0, 0 },
+	{ "POST", "/ocsp", route_ocsp_post, 0, 0 },
+	{ "POST", "/v1/directory/resync", route_directory_resync, ROLE_BIT(DB_ROLE_ADMIN), 0 },
+	{ "GET", "/v1/directory/status", route_directory_status, ROLES_READ, 0 },
 };
 const size_t routes_count = sizeof(routes_table) / sizeof(routes_table[0]);
 

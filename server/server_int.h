@@ -16,6 +16,7 @@
 #include "server/server.h"
 
 #define ROUTE_MAX_PARAMS 2
+#define ROUTE_PARAM_MAX 256		/* bytes of one path parameter (the URL's bound) */
 #define REQ_ID_LEN 20
 
 /* Role bits a route accepts; 0 means no authentication. */
@@ -35,7 +36,8 @@ typedef void route_fn(struct server *s, struct req *rq);
 
 struct route {
 	const char *method;
-	const char *pattern;		/* "/v1/certificates/{}": {} is one segment */
+	const char *pattern;		/* "/v1/certificates/{}": {} is one segment;
+					   a final {*} is the rest of the path */
 	route_fn *fn;
 	unsigned roles;			/* 0: public */
 	int has_body;			/* expects a JSON body */
@@ -56,6 +58,8 @@ struct server {
 	struct db_writer *writer;
 	struct ca_signer *signer;
 	struct intake_mgr *intake;	/* NULL without a radio */
+	struct ocsp_responder *ocsp;	/* NULL until started (ocsp.c) */
+	struct dirsync *dirsync;	/* NULL without a directory (dirsync.c) */
 	struct ca_policy policy;
 	char *chain_pem;		/* CA chain handed out with certificates */
 	int port;
@@ -83,7 +87,7 @@ struct req {
 	const struct route *route;
 	char method[8];
 	char url[256];
-	char params[ROUTE_MAX_PARAMS][128];
+	char params[ROUTE_MAX_PARAMS][ROUTE_PARAM_MAX];
 	int nparams;
 	/* body */
 	char *body;
@@ -143,6 +147,22 @@ int intake_start(struct server *s);
  * them. NULL is a no-op. */
 void intake_stop(struct intake_mgr *m);
 
+/* OCSP responder (ocsp.c): RFC 6960 over HTTP, signed by the delegated
+ * OCSP signing certificate in the CA directory. ocsp_invalidate drops what
+ * is cached about a serial (a revocation happened). */
+struct ocsp_responder;
+int ocsp_start(struct server *s);
+void ocsp_stop(struct server *s);
+void ocsp_invalidate(struct server *s, const char *serial_hex);
+
+/* Directory sync (dirsync.c): a worker drains the directory outbox into
+ * LDAP. dirsync_start does nothing without [ldap] uri. dirsync_kick wakes
+ * the worker (new outbox rows). */
+struct dirsync;
+int dirsync_start(struct server *s);
+void dirsync_stop(struct server *s);
+void dirsync_kick(struct server *s);
+
 /* Routes, defined in routes_*.c */
 extern const struct route routes_table[];
 extern const size_t routes_count;
@@ -158,5 +178,9 @@ void route_audit_verify(struct server *s, struct req *rq);
 void route_intake_scan(struct server *s, struct req *rq);
 void route_intake_enroll(struct server *s, struct req *rq);
 void route_intake_get(struct server *s, struct req *rq);
+void route_ocsp_get(struct server *s, struct req *rq);
+void route_ocsp_post(struct server *s, struct req *rq);
+void route_directory_resync(struct server *s, struct req *rq);
+void route_directory_status(struct server *s, struct req *rq);
 
 #endif
