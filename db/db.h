@@ -214,6 +214,103 @@ int db_token_check(struct db *db, const char *token, enum db_role *role,
     char *name_out, size_t namelen);
 
 /* ---------------------------------------------------------------------
+ * Access control (sql/003_authz.sql): what the decision cache loads, the
+ * audited changes (each bumps the policy version), and the notifications
+ * that keep every cache current.
+ */
+#define DB_AUTHZ_GROUPS 32		/* groups kept per device or user */
+
+struct db_authz_device {
+	int64_t id;
+	uint8_t mac[MAC_LEN];
+	char status[12];		/* pending, active, revoked, retired */
+	int64_t owner_id;		/* 0: none */
+	int has_cert;			/* an active certificate */
+	uint8_t serial[16];
+	uint8_t fingerprint[32];
+	int64_t not_before, not_after;	/* Unix seconds */
+	int64_t groups[DB_AUTHZ_GROUPS];
+	size_t ngroups;
+};
+/* Every device, streamed (one row at a time: memory stays flat for a
+ * million devices); cb returning non-zero stops with that code. */
+int db_authz_devices(struct db *db, int (*cb)(void *arg, const struct db_authz_device *d),
+    void *arg);
+/* One device by id or by address. ERR_NOT_FOUND. */
+int db_authz_device_by_id(struct db *db, int64_t id, struct db_authz_device *out);
+int db_authz_device_by_mac(struct db *db, const uint8_t mac[MAC_LEN],
+    struct db_authz_device *out);
+/* The status of the certificate with this SHA-256 ("active", "revoked",
+ * "superseded") and its device's address. ERR_NOT_FOUND. */
+int db_authz_cert_status(struct db *db, const uint8_t fp[32], char status[12],
+    uint8_t mac[MAC_LEN], int *reason);
+
+enum db_subject { DB_SUBJ_DEVICE = 1, DB_SUBJ_USER, DB_SUBJ_GROUP };
+struct db_authz_rule {
+	int64_t id;
+	enum db_subject subject;
+	int64_t subject_id;
+	int64_t resource_id;
+	char action[65];
+	int allow;			/* 1 allow, 0 deny */
+	int64_t valid_from, valid_until;	/* Unix seconds, 0: open */
+	int time_from, time_until;	/* seconds of the UTC day, -1: all day */
+	int weekdays;			/* bit 0 Monday .. bit 6 Sunday */
+	int one_time, used;
+};
+struct db_named {
+	int64_t id;
+	char name[OPTDATA_MAX_STR + 1];
+};
+struct db_authz_policy {
+	int64_t version;
+	struct db_named *resources, *groups, *users;
+	size_t nresources, ngroups, nusers;
+	struct db_authz_rule *rules;
+	size_t nrules;
+	int64_t (*user_groups)[2];	/* (user id, group id) */
+	size_t nuser_groups;
+};
+/* Everything but the devices, read in one transaction. */
+int db_authz_policy(struct db *db, struct db_authz_policy *out);
+void db_authz_policy_free(struct db_authz_policy *p);
+
+/* Audited changes; *version is the new policy version. ERR_CONFLICT: the
+ * resource exists; ERR_NOT_FOUND: no such resource, rule or device. */
+int db_resource_add(struct db *db, const char *name, const char *cls, const char *desc,
+    const char *actor, int64_t *id, int64_t *version);
+int db_resource_delete(struct db *db, const char *name, const char *actor, int64_t *version);
+struct db_rule_spec {
+	const uint8_t *device;		/* one of device, user, group */
+	const char *user, *group;
+	const char *resource, *action;
+	int allow;
+	int64_t valid_from, valid_until;	/* 0: open */
+	int time_from, time_until;	/* -1: all day */
+	int weekdays;			/* 0: every day */
+	int one_time;
+};
+int db_rule_add(struct db *db, const struct db_rule_spec *r, const char *actor, int64_t *id,
+    int64_t *version);
+int db_rule_delete(struct db *db, int64_t id, const char *actor, int64_t *version);
+/* Uses a one-time grant. 0: used now; ERR_CONFLICT: used already. */
+int db_rule_use(struct db *db, int64_t id, const char *actor, const uint8_t mac[MAC_LEN]);
+/* Adds (add) or removes a device (mac) or user to a group. ERR_NOT_FOUND: no
+ * such device; ERR_CONFLICT: nothing changed. */
+int db_group_member(struct db *db, const char *group, const uint8_t *mac, const char *user,
+    int add, const char *actor, int64_t *version);
+
+/* Notifications on a connection of their own. */
+struct db_listener;
+int db_listen_open(struct db *db, const char *const *channels, struct db_listener **out);
+void db_listen_close(struct db_listener *l);		/* NULL is a no-op */
+/* Waits up to timeout_ms and hands every notification to cb. ERR_UNAVAILABLE
+ * when the connection is lost (close it and open a new one: notifications
+ * may have been missed). */
+int db_listen_poll(struct db_listener *l, int timeout_ms,
+    void (*cb)(void *arg, const char *channel, const char *payload), void *arg);
+
+/* ---------------------------------------------------------------------
  * Directory outbox (drained into LDAP by the server's directory worker).
  */
 

@@ -562,6 +562,8 @@ server_start(const struct config *cfg, const char *self, const char *conf,
 		goto fail;
 	if ((r = ocsp_start(s)) != 0)
 		goto fail;
+	if ((r = authz_start(s)) != 0)
+		goto fail;
 	if ((r = dirsync_start(s)) != 0)
 		goto fail;
 	if ((r = parse_listen(cfg, &ss, &flags)) != 0)
@@ -634,6 +636,7 @@ server_stop(struct server *s)
 		MHD_quiesce_daemon(s->mhd);
 	intake_stop(s->intake);
 	dirsync_stop(s);
+	authz_stop(s);
 	ocsp_stop(s);
 	db_writer_stop(s->writer);
 	if (s->mhd != NULL)

@@ -60,6 +60,7 @@ struct server {
 	struct intake_mgr *intake;	/* NULL without a radio */
 	struct ocsp_responder *ocsp;	/* NULL until started (ocsp.c) */
 	struct dirsync *dirsync;	/* NULL without a directory (dirsync.c) */
+	struct authz *authz;		/* the decision cache (authz.c) */
 	struct ca_policy policy;
 	char *chain_pem;		/* CA chain handed out with certificates */
 	int port;
@@ -163,6 +164,18 @@ int dirsync_start(struct server *s);
 void dirsync_stop(struct server *s);
 void dirsync_kick(struct server *s);
 
+/* Central access control (authz.c): the decision cache and its listener.
+ * authz_start loads the policy and starts the listener, which loads the
+ * devices and follows the database's notifications. */
+struct authz;
+int authz_start(struct server *s);
+void authz_stop(struct server *s);
+void authz_stats(struct server *s, int *loaded, size_t *devices, int64_t *version,
+    unsigned long long *decisions, unsigned long long *allowed, unsigned long long *cold);
+
+#define ROLES_AUTHORIZE (ROLE_BIT(DB_ROLE_AUTHORIZER) | ROLE_BIT(DB_ROLE_ADMIN))
+#define ROLES_POLICY (ROLE_BIT(DB_ROLE_SECURITY) | ROLE_BIT(DB_ROLE_ADMIN))
+
 /* Routes, defined in routes_*.c */
 extern const struct route routes_table[];
 extern const size_t routes_count;
@@ -178,6 +191,17 @@ void route_audit_verify(struct server *s, struct req *rq);
 void route_intake_scan(struct server *s, struct req *rq);
 void route_intake_enroll(struct server *s, struct req *rq);
 void route_intake_get(struct server *s, struct req *rq);
+void route_authorize(struct server *s, struct req *rq);
+void route_authorize_batch(struct server *s, struct req *rq);
+void route_policy_get(struct server *s, struct req *rq);
+void route_resource_add(struct server *s, struct req *rq);
+void route_resource_delete(struct server *s, struct req *rq);
+void route_rule_add(struct server *s, struct req *rq);
+void route_rule_delete(struct server *s, struct req *rq);
+void route_group_add_device(struct server *s, struct req *rq);
+void route_group_del_device(struct server *s, struct req *rq);
+void route_group_add_user(struct server *s, struct req *rq);
+void route_group_del_user(struct server *s, struct req *rq);
 void route_ocsp_get(struct server *s, struct req *rq);
 void route_ocsp_post(struct server *s, struct req *rq);
 void route_directory_resync(struct server *s, struct req *rq);
