@@ -146,4 +146,138 @@ int ca_cert_serial_hex(const uint8_t *der, size_t derlen, char out[CA_SERIAL_HEX
 /* DER to PEM text (new NUL-terminated buffer, free()). */
 int ca_der_to_pem(const char *label, const uint8_t *der, size_t derlen, char **pem);
 
+/* ---------------------------------------------------------------------
+ * OCSP (RFC 6960), ca/ocsp.c and ca_ocsp_cert_make in ca_init.c.
+ *
+ * The responder signs with a delegated OCSP signing certificate, not with
+ * the CA key, so that the network-facing process can sign responses while
+ * the CA key stays with the signer. Two more files in the CA directory:
+ *   ocsp.key   responder key, EC P-256, PEM PKCS#8, mode 0600
+ *   ocsp.crt   responder certificate (PEM), issued by ca.crt
+ */
+#define CA_OCSP_MAX_REQUEST 8192	/* bytes of DER; larger: malformedRequest */
+#define CA_OCSP_MAX_SINGLE 16		/* single requests in one request */
+#define CA_OCSP_NONCE_MIN 1		/* RFC 8954 nonce length bounds */
+#define CA_OCSP_NONCE_MAX 32
+#define CA_OCSP_DAYS_MAX 3650
+
+/*
+ * Makes a new responder key and certificate in dir, issued by the CA there
+ * (ca.key, ca.crt): extendedKeyUsage id-kp-OCSPSigning, keyUsage
+ * digitalSignature (critical), basicConstraints CA:FALSE (critical),
+ * id-pkix-ocsp-nocheck, SKI and AKI; valid from an hour ago for days
+ * (1..CA_OCSP_DAYS_MAX) days, but never past the CA certificate. Replaces
+ * an older pair: ocsp.key is written first, then ocsp.crt. Reads the CA key,
+ * so it belongs in "provd ca ...", never in the daemon. *not_after (may be
+ * NULL) gets the certificate's notAfter in Unix seconds. On error writes a
+ * sentence into err.
+ */
+int ca_ocsp_cert_make(const char *dir, int days, int64_t *not_after, char *err,
+    size_t errlen);
+
+/* OCSPResponseStatus values (RFC 6960 4.2.1). */
+enum ca_ocsp_resp_status {
+	CA_OCSP_SUCCESSFUL = 0,
+	CA_OCSP_MALFORMED = 1,
+	CA_OCSP_INTERNAL_ERROR = 2,
+	CA_OCSP_TRY_LATER = 3,
+	CA_OCSP_UNAUTHORIZED = 6,
+};
+
+/* CertStatus of one certificate. */
+enum ca_ocsp_cert_status {
+	CA_OCSP_GOOD = 0,
+	CA_OCSP_REVOKED = 1,
+	CA_OCSP_UNKNOWN = 2,
+};
+
+struct ca_ocsp_status {
+	enum ca_ocsp_cert_status status;
+	int64_t revoked_at;		/* Unix seconds, when revoked */
+	int reason;			/* RFC 5280 CRLReason 1..10 (not 7), or
+					   0/-1: none given (unspecified) */
+};
+
+/*
+ * Looks up one of our serials (32 lowercase hex digits) for a response.
+ * Returns 0 with *st filled (a serial the CA does not know is
+ * CA_OCSP_UNKNOWN), or an ERR_* code when the answer cannot be known now
+ * (the database is down): the whole response is then tryLater.
+ */
+typedef int ca_ocsp_lookup_fn(void *arg, const char serial_hex[CA_SERIAL_HEX],
+    struct ca_ocsp_status *st);
+
+/* A loaded responder: key, certificate, and the issuing CA's name and key
+ * hashes. Read-only after loading: one may serve many threads at once. */
+struct ca_ocsp_responder;
+
+/*
+ * Loads ocsp.key, ocsp.crt and ca.crt from dir and checks that the key
+ * matches the certificate, that ca.crt issued it (signature checked) and
+ * that it allows OCSP signing. ERR_NOT_FOUND when ocsp.key or ocsp.crt does
+ * not exist; ERR_CONFIG (logged) when they are unusable; ERR_IO.
+ */
+int ca_ocsp_responder_load(const char *dir, struct ca_ocsp_responder **out);
+void ca_ocsp_responder_free(struct ca_ocsp_responder *r);	/* NULL is a no-op */
+/* notBefore and notAfter of the responder certificate, Unix seconds. */
+void ca_ocsp_responder_validity(const struct ca_ocsp_responder *r, int64_t *not_before,
+    int64_t *not_after);
+/* 1 when less than a third of the certificate's validity is left at now
+ * (time to run "provd ca ocsp-cert"), else 0. */
+int ca_ocsp_responder_renew_due(const struct ca_ocsp_responder *r, int64_t now);
+
+/* A parsed request. */
+struct ca_ocsp_request;
+
+/*
+ * Parses a DER OCSPRequest: at most CA_OCSP_MAX_REQUEST bytes, nothing after
+ * it, 1..CA_OCSP_MAX_SINGLE single requests, at most one nonce extension
+ * holding an OCTET STRING of CA_OCSP_NONCE_MIN..CA_OCSP_NONCE_MAX bytes, no
+ * critical extension other than the nonce. A signature on the request is
+ * neither required nor checked. Returns 0, ERR_TOO_BIG or ERR_INVALID (both
+ * answered malformedRequest). *out is freed with ca_ocsp_request_free.
+ */
+int ca_ocsp_request_parse(const uint8_t *der, size_t len, struct ca_ocsp_request **out);
+void ca_ocsp_request_free(struct ca_ocsp_request *q);		/* NULL is a no-op */
+size_t ca_ocsp_request_count(const struct ca_ocsp_request *q);
+int ca_ocsp_request_has_nonce(const struct ca_ocsp_request *q);
+/* The serial of single request i as 32 hex digits. ERR_NOT_FOUND when it
+ * cannot be one of ours (negative, zero or longer than CA_SERIAL_LEN). */
+int ca_ocsp_request_serial(const struct ca_ocsp_request *q, size_t i,
+    char serial_hex[CA_SERIAL_HEX]);
+/* The DER CertID of single request i (borrowed from q): what a response
+ * for it is about, the key of a response cache. */
+void ca_ocsp_request_certid(const struct ca_ocsp_request *q, size_t i, const uint8_t **der,
+    size_t *len);
+
+/*
+ * Signs a successful response to q: for each single request, unknown when
+ * its CertID names another issuer (name and key hashes under SHA-1,
+ * SHA-256, SHA-384 or SHA-512) or a serial that cannot be ours, otherwise
+ * what lookup says; thisUpdate now, nextUpdate now + max_age_s (none when
+ * 0), the nonce copied when q has one, responderID byKey, the responder
+ * certificate included. *der is a new buffer (free()). Returns 0; lookup's
+ * error; ERR_UNAVAILABLE when the responder certificate is not valid at
+ * now; ERR_CRYPTO or ERR_NOMEM.
+ */
+int ca_ocsp_respond(const struct ca_ocsp_responder *r, const struct ca_ocsp_request *q,
+    int64_t now, int64_t max_age_s, ca_ocsp_lookup_fn *lookup, void *arg,
+    uint8_t **der, size_t *len);
+
+/* An unsigned OCSPResponse with an error status (malformedRequest,
+ * internalError, tryLater, unauthorized): *der is a new buffer (free()).
+ * ERR_INVALID for any other status. */
+int ca_ocsp_error_response(enum ca_ocsp_resp_status status, uint8_t **der, size_t *len);
+
+/*
+ * The whole answer to one request: parse, then respond. Always produces an
+ * OCSPResponse unless it returns ERR_NOMEM: malformedRequest when the
+ * request is refused by ca_ocsp_request_parse, tryLater when r is NULL or
+ * ca_ocsp_respond gives ERR_UNAVAILABLE or a lookup error, internalError
+ * for anything else. *status (may be NULL) gets the responseStatus.
+ */
+int ca_ocsp_answer(const struct ca_ocsp_responder *r, const uint8_t *in, size_t inlen,
+    int64_t now, int64_t max_age_s, ca_ocsp_lookup_fn *lookup, void *arg,
+    uint8_t **der, size_t *len, enum ca_ocsp_resp_status *status);
+
 #endif

@@ -1,7 +1,8 @@
 /*
  * ca_init.c: "provd ca init" — creates a one- or two-tier EC P-256 CA, or
  * imports an existing CA certificate and key, into the CA directory
- * (ca.key, ca.crt, root.crt, chain.pem; see ca.h).
+ * (ca.key, ca.crt, root.crt, chain.pem; see ca.h) — and "provd ca
+ * ocsp-cert": the delegated OCSP responder's key and certificate.
  */
 #include <errno.h>
 #include <limits.h>
@@ -170,9 +171,10 @@ write_file(const char *dir, const char *name, const void *data, size_t len,
 }
 
 /* Writes the key (PKCS#8 PEM, 0600) to dir/name from the secure heap, wiped
- * afterwards; dir NULL: name is the whole path. */
+ * afterwards; dir NULL: name is the whole path. what names it in errors. */
 static int
-write_key(const char *dir, const char *name, EVP_PKEY *key, char *err, size_t errlen)
+write_key(const char *dir, const char *name, EVP_PKEY *key, const char *what, char *err,
+    size_t errlen)
 {
 	int r = ERR_CRYPTO;
 	BIO *bio = NULL;
@@ -182,8 +184,8 @@ write_key(const char *dir, const char *name, EVP_PKEY *key, char *err, size_t er
 	if ((bio = BIO_new(BIO_s_secmem())) == NULL ||
 	    !PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) ||
 	    (len = BIO_get_mem_data(bio, &data)) <= 0) {
-		log_ossl("cannot encode the CA key");
-		msg_set(err, errlen, "cannot encode the CA key");
+		log_ossl("cannot encode the %s", what);
+		msg_set(err, errlen, "cannot encode the %s", what);
 		goto out;
 	}
 	if (dir != NULL)
@@ -446,13 +448,13 @@ ca_init(const struct ca_init_opts *o, char *err, size_t errlen)
 	/* the root key of a two-tier CA goes only where the operator said, to
 	 * be kept offline; without root_key_out it is not kept at all */
 	if (root_key != NULL && o->root_key_out != NULL &&
-	    (r = write_key(NULL, o->root_key_out, root_key, err, errlen)) != 0)
+	    (r = write_key(NULL, o->root_key_out, root_key, "root CA key", err, errlen)) != 0)
 		goto out;
 	/* ca.key last: its presence means a complete CA directory */
 	if ((r = write_file(o->dir, "root.crt", pem_root, len_root, 0644, err, errlen)) != 0 ||
 	    (r = write_file(o->dir, "chain.pem", pem_chain, len_chain, 0644, err, errlen)) != 0 ||
 	    (r = write_file(o->dir, "ca.crt", pem_ca, len_ca, 0644, err, errlen)) != 0 ||
-	    (r = write_key(o->dir, "ca.key", ca_key, err, errlen)) != 0)
+	    (r = write_key(o->dir, "ca.key", ca_key, "CA key", err, errlen)) != 0)
 		goto out;
 	log_info("CA in %s: %s%s", o->dir, o->import_cert != NULL ? "imported" : "created",
 	    o->two_tier ? " (root and issuing CA)" : "");
@@ -466,5 +468,188 @@ out:
 	free(pem_ca);
 	free(pem_root);
 	free(pem_chain);
+	return r;
+}
+
+/* ---------------------------------------------------------------------
+ * provd ca ocsp-cert: the delegated OCSP responder (RFC 6960 4.2.2.2).
+ */
+#define OCSP_CN "OCSP Responder"
+
+/* The CA's O, and CN "<CA's CN> OCSP Responder", or just "OCSP Responder"
+ * when that would be too long. */
+static int
+ocsp_subject(X509 *ca, X509_NAME *name)
+{
+	const X509_NAME *cn = X509_get_subject_name(ca);
+	char buf[NAME_MAX_LEN + 1];
+	const char *value = OCSP_CN;
+	unsigned char *utf8 = NULL;
+	int i, n;
+
+	if ((i = X509_NAME_get_index_by_NID(cn, NID_organizationName, -1)) >= 0 &&
+	    !X509_NAME_add_entry(name, X509_NAME_get_entry(cn, i), -1, 0))
+		return 0;
+	if ((i = X509_NAME_get_index_by_NID(cn, NID_commonName, -1)) >= 0 &&
+	    (n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(cn, i)))) > 0 &&
+	    (size_t)n + sizeof(" " OCSP_CN) - 1 <= NAME_MAX_LEN) {
+		snprintf(buf, sizeof(buf), "%.*s " OCSP_CN, n, (const char *)utf8);
+		if (name_ok(buf))
+			value = buf;
+	}
+	OPENSSL_free(utf8);
+	ERR_clear_error();
+	return X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_UTF8,
+	    (const unsigned char *)value, -1, -1, 0);
+}
+
+/* authorityKeyIdentifier: the CA's subject key identifier, or the SHA-1 of
+ * its key (RFC 5280 4.2.1.2) when it has none, as on device certificates. */
+static int
+add_aki(X509 *x, X509 *ca)
+{
+	const ASN1_OCTET_STRING *skid = X509_get0_subject_key_id(ca);
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	AUTHORITY_KEYID *akid;
+	int ok = 0;
+
+	if ((akid = AUTHORITY_KEYID_new()) == NULL)
+		return 0;
+	if (skid != NULL)
+		akid->keyid = ASN1_OCTET_STRING_dup(skid);
+	else if (X509_pubkey_digest(ca, EVP_sha1(), md, &mdlen) &&
+	    (akid->keyid = ASN1_OCTET_STRING_new()) != NULL &&
+	    !ASN1_OCTET_STRING_set(akid->keyid, md, (int)mdlen)) {
+		ASN1_OCTET_STRING_free(akid->keyid);
+		akid->keyid = NULL;
+	}
+	if (akid->keyid != NULL)
+		ok = X509_add1_ext_i2d(x, NID_authority_key_identifier, akid, 0, X509V3_ADD_DEFAULT);
+	AUTHORITY_KEYID_free(akid);
+	return ok;
+}
+
+static int
+make_ocsp_cert(EVP_PKEY *key, X509 *ca, EVP_PKEY *ca_key, int64_t nb, int64_t na, X509 **out)
+{
+	int r = ERR_CRYPTO;
+	X509 *x = NULL;
+	X509V3_CTX ctx;
+	ASN1_NULL *nocheck = NULL;
+	uint8_t serial[CA_SERIAL_LEN];
+
+	*out = NULL;
+	if ((r = ca_serial_new(serial)) != 0)
+		return r;
+	r = ERR_CRYPTO;
+	if ((x = X509_new()) == NULL || (nocheck = ASN1_NULL_new()) == NULL ||
+	    !X509_set_version(x, X509_VERSION_3) ||
+	    ca_serial_to_asn1(serial, X509_get_serialNumber(x)) != 0 ||
+	    !X509_set_issuer_name(x, X509_get_subject_name(ca)) ||
+	    !ocsp_subject(ca, X509_get_subject_name(x)) ||
+	    ASN1_TIME_set(X509_getm_notBefore(x), (time_t)nb) == NULL ||
+	    ASN1_TIME_set(X509_getm_notAfter(x), (time_t)na) == NULL ||
+	    !X509_set_pubkey(x, key))
+		goto out;
+	X509V3_set_ctx(&ctx, ca, x, NULL, NULL, 0);
+	if (!add_conf_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE") ||
+	    !add_conf_ext(x, &ctx, NID_key_usage, "critical,digitalSignature") ||
+	    !add_conf_ext(x, &ctx, NID_ext_key_usage, "OCSPSigning") ||
+	    !X509_add1_ext_i2d(x, NID_id_pkix_OCSP_noCheck, nocheck, 0, X509V3_ADD_DEFAULT) ||
+	    !add_conf_ext(x, &ctx, NID_subject_key_identifier, "hash") ||
+	    !add_aki(x, ca))
+		goto out;
+	if (X509_sign(x, ca_key, EVP_sha256()) <= 0)
+		goto out;
+	*out = x;
+	x = NULL;
+	r = 0;
+out:
+	if (r != 0)
+		log_ossl("cannot build the OCSP responder certificate");
+	ASN1_NULL_free(nocheck);
+	X509_free(x);
+	return r;
+}
+
+int
+ca_ocsp_cert_make(const char *dir, int days, int64_t *not_after, char *err, size_t errlen)
+{
+	int r = ERR_INTERNAL, n = 0;
+	X509 *certs[IMPORT_MAX_CERTS], *x = NULL;
+	EVP_PKEY *ca_key = NULL, *key = NULL;
+	char path[PATH_MAX], *pem = NULL;
+	size_t pemlen = 0;
+	struct stat st;
+	int64_t now, ca_na, na;
+
+	msg_set(err, errlen, "internal error");
+	if (dir == NULL || dir[0] == '\0') {
+		msg_set(err, errlen, "no CA directory given");
+		return ERR_INVALID;
+	}
+	if (days < 1 || days > CA_OCSP_DAYS_MAX) {
+		msg_set(err, errlen, "the OCSP responder certificate's validity must be 1..%d days",
+		    CA_OCSP_DAYS_MAX);
+		return ERR_INVALID;
+	}
+	if ((size_t)snprintf(path, sizeof(path), "%s/ca.key", dir) >= sizeof(path)) {
+		msg_set(err, errlen, "the CA directory path is too long");
+		return ERR_INVALID;
+	}
+	if (stat(path, &st) != 0) {
+		msg_set(err, errlen, errno == ENOENT ? "there is no CA in %s (no ca.key): run "
+		    "\"provd ca init\" first" : "cannot check %s", dir);
+		return errno == ENOENT ? ERR_NOT_FOUND : ERR_IO;
+	}
+	if ((r = read_private_key(path, &ca_key, err, errlen)) != 0)
+		goto out;
+	snprintf(path, sizeof(path), "%s/ca.crt", dir);
+	if ((r = read_cert_chain(path, certs, &n, err, errlen)) != 0)
+		goto out;
+	if (X509_check_private_key(certs[0], ca_key) != 1) {
+		ERR_clear_error();
+		msg_set(err, errlen, "%s/ca.key does not match %s/ca.crt", dir, dir);
+		r = ERR_INVALID;
+		goto out;
+	}
+	now = (int64_t)time(NULL);
+	if ((r = ca_asn1_time_to_unix(X509_get0_notAfter(certs[0]), &ca_na)) != 0 ||
+	    ca_na <= now) {
+		msg_set(err, errlen, "the CA certificate %s/ca.crt has expired", dir);
+		r = ERR_INVALID;
+		goto out;
+	}
+	na = now + (int64_t)days * 86400;
+	if (na > ca_na)
+		na = ca_na;	/* never outlive the issuer */
+	r = ERR_CRYPTO;
+	if ((key = EVP_EC_gen("P-256")) == NULL) {
+		log_ossl("EC key generation");
+		msg_set(err, errlen, "cannot generate the OCSP responder key");
+		goto out;
+	}
+	if ((r = make_ocsp_cert(key, certs[0], ca_key, now - CA_BACKDATE_S, na, &x)) != 0 ||
+	    (r = certs_to_pem(&x, 1, &pem, &pemlen)) != 0) {
+		msg_set(err, errlen, "cannot create the OCSP responder certificate");
+		goto out;
+	}
+	/* the key first: a running provd reloads when ocsp.crt changes */
+	if ((r = write_key(dir, "ocsp.key", key, "OCSP responder key", err, errlen)) != 0 ||
+	    (r = write_file(dir, "ocsp.crt", pem, pemlen, 0644, err, errlen)) != 0)
+		goto out;
+	if (not_after != NULL)
+		*not_after = na;
+	log_info("OCSP responder certificate in %s/ocsp.crt, valid for %d days", dir, days);
+	msg_set(err, errlen, "ok");
+	r = 0;
+out:
+	for (int i = 0; i < n; i++)
+		X509_free(certs[i]);
+	X509_free(x);
+	EVP_PKEY_free(ca_key);
+	EVP_PKEY_free(key);
+	free(pem);
 	return r;
 }

@@ -176,6 +176,7 @@ struct config {
 	int64_t ocsp_cert_days;		/* delegated OCSP signer, default 30 */
 	int64_t ocsp_max_age_s;		/* response validity and cache, default 300 */
 	/* [authz] */
+	int authz_cache;		/* keep devices in memory, default yes */
 	int64_t authz_ttl_s;		/* how long callers may cache a decision, default 30 */
 	int64_t authz_batch_max;	/* questions in one batch, default 100 */
 	/* [radio] */

@@ -312,6 +312,78 @@ int db_listen_poll(struct db_listener *l, int timeout_ms,
 
 /* ---------------------------------------------------------------------
  * Directory outbox (drained into LDAP by the server's directory worker).
+ * A row names an entry (entity, key) that changed; the worker writes that
+ * entry as the tables have it when it reads them, so rows are hints and
+ * applying one twice, or late, is harmless.
  */
+struct db_outbox_row {
+	int64_t id;
+	char entity[8];			/* "device", "user", "group" */
+	char op[8];			/* "upsert", "revoke", "delete" */
+	char *key;			/* owned: the device's address or the name */
+	int32_t attempts;		/* failed attempts so far */
+};
+
+/* Up to max pending rows (done_at null) in id order, leaving out every row
+ * of the entries skip_entity[i]/skip_key[i] (i < nskip: entries in
+ * back-off). *rows is new (db_outbox_rows_free), *n rows. */
+int db_outbox_fetch(struct db *db, size_t max, const char *const *skip_entity,
+    const char *const *skip_key, size_t nskip, struct db_outbox_row **rows, size_t *n);
+void db_outbox_rows_free(struct db_outbox_row *rows, size_t n);	/* NULL is a no-op */
+/* Marks rows applied (done_at = now()) in one statement. */
+int db_outbox_done(struct db *db, const int64_t *ids, size_t n);
+/* Records a failed attempt on rows: attempts + 1, last_error = error (at
+ * most 1000 bytes kept). */
+int db_outbox_fail(struct db *db, const int64_t *ids, size_t n, const char *error);
+/* How many rows are pending, and the age of the oldest in seconds (0 when
+ * none). */
+int db_outbox_pending(struct db *db, int64_t *n, int64_t *oldest_s);
+
+/* What the directory shows of a device. */
+struct db_dir_device {
+	uint8_t mac[MAC_LEN];
+	int present;			/* 0: no such device (any more) */
+	char status[16];		/* pending, active, revoked, retired */
+	char serial_hex[33];		/* the active certificate, else the latest
+					   one; "" when it has none */
+	int reason;			/* RFC 5280 reason of that certificate when
+					   revoked or superseded, else -1 */
+	uint8_t *der;			/* the active certificate, NULL when none */
+	size_t derlen;
+	char *owner;			/* user name, NULL when none */
+	char **groups;			/* names of its groups */
+	size_t ngroups;
+};
+struct db_dir_user {
+	char *name;
+	int present;
+};
+struct db_dir_group {
+	char *name;
+	int present;
+	uint8_t (*member_macs)[MAC_LEN];	/* member devices */
+	size_t nmember_macs;
+	char **member_users;		/* member users */
+	size_t nmember_users;
+};
+/* Everything owned; db_dir_snapshot_free releases it. */
+struct db_dir_snapshot {
+	struct db_dir_device *devices;
+	size_t ndevices;
+	struct db_dir_user *users;
+	size_t nusers;
+	struct db_dir_group *groups;
+	size_t ngroups;
+};
+/* The named devices, users and groups as one consistent read (one
+ * repeatable-read transaction): one record per name given, in the order
+ * given, present 0 for those not in the tables. */
+int db_dir_snapshot(struct db *db, const uint8_t (*macs)[MAC_LEN], size_t nmacs,
+    const char *const *users, size_t nusers, const char *const *groups, size_t ngroups,
+    struct db_dir_snapshot **out);
+/* Every device, user and group, as one consistent read. Memory grows with
+ * the tables (certificates included). */
+int db_dir_snapshot_all(struct db *db, struct db_dir_snapshot **out);
+void db_dir_snapshot_free(struct db_dir_snapshot *s);	/* NULL is a no-op */
 
 #endif

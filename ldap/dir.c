@@ -1,21 +1,52 @@
 /*
  * dir.c: OpenLDAP access for the directory mirror — connect and bind, DN and
- * filter escaping done by libldap, and the device entry mapping.
+ * filter escaping done by libldap, the names of entries, the subtrees under
+ * the base, and single-device helpers over sync.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <ldap.h>
-#include <openssl/crypto.h>
 
-#include "ldap/dir.h"
+#include "ldap/dir_int.h"
 
-#define DIR_TIMEOUT_S 5
-
-struct dir {
-	LDAP *ld;
-	char *base;		/* e.g. dc=example,dc=org */
+static const char *const reason_names[] = {
+	"unspecified", "keyCompromise", "cACompromise", "affiliationChanged",
+	"superseded", "cessationOfOperation", "certificateHold", NULL,
+	"removeFromCRL", "privilegeWithdrawn", "aACompromise",
 };
+
+const char *
+dir_reason_name(int reason)
+{
+	if (reason < 0 || (size_t)reason >= sizeof(reason_names) / sizeof(reason_names[0]) ||
+	    reason_names[reason] == NULL)
+		return "unspecified";
+	return reason_names[reason];
+}
+
+int
+dir_ldap_conn_lost(int lr)
+{
+	switch (lr) {
+	case LDAP_SERVER_DOWN: case LDAP_TIMEOUT: case LDAP_CONNECT_ERROR: case LDAP_BUSY:
+	case LDAP_UNAVAILABLE:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+int
+dir_ldap_err(int lr)
+{
+	switch (lr) {
+	case LDAP_SUCCESS: return 0;
+	case LDAP_NO_SUCH_OBJECT: return ERR_NOT_FOUND;
+	case LDAP_INSUFFICIENT_ACCESS: case LDAP_INVALID_CREDENTIALS: return ERR_AUTH;
+	default: return dir_ldap_conn_lost(lr) ? ERR_UNAVAILABLE : ERR_LDAP;
+	}
+}
 
 int
 dir_rdn(const char *attr, const char *value, char **out)
@@ -55,6 +86,45 @@ dir_filter_value(const char *value, char **out)
 	*out = strndup(esc.bv_val, esc.bv_len);
 	ber_memfree(esc.bv_val);
 	return *out ? 0 : ERR_NOMEM;
+}
+
+/* "cn=<value>,<ou>,<base>" */
+static int
+entry_dn(const struct dir *d, const char *ou, const char *value, char **out)
+{
+	char *rdn = NULL;
+	int r;
+
+	*out = NULL;
+	if ((r = dir_rdn("cn", value, &rdn)) != 0)
+		return r;
+	if (asprintf(out, "%s,%s,%s", rdn, ou, d->base) < 0) {
+		*out = NULL;
+		r = ERR_NOMEM;
+	}
+	free(rdn);
+	return r;
+}
+
+int
+dir_device_dn(const struct dir *d, const uint8_t mac[MAC_LEN], char **out)
+{
+	char ms[MAC_STR_LEN];
+
+	mac_format(mac, ms);
+	return entry_dn(d, "ou=devices", ms, out);
+}
+
+int
+dir_user_dn(const struct dir *d, const char *name, char **out)
+{
+	return entry_dn(d, "ou=people", name, out);
+}
+
+int
+dir_group_dn(const struct dir *d, const char *name, char **out)
+{
+	return entry_dn(d, "ou=groups", name, out);
 }
 
 int
@@ -119,111 +189,102 @@ dir_close(struct dir *d)
 	free(d);
 }
 
-/* "cn=<mac>,ou=devices,<base>" */
-static int
-device_dn(struct dir *d, const uint8_t mac[MAC_LEN], char **out)
+int
+dir_broken(const struct dir *d)
 {
-	char ms[MAC_STR_LEN], *rdn = NULL;
-	int r;
-
-	mac_format(mac, ms);
-	if ((r = dir_rdn("cn", ms, &rdn)) != 0)
-		return r;
-	r = asprintf(out, "%s,ou=devices,%s", rdn, d->base) < 0 ? ERR_NOMEM : 0;
-	free(rdn);
-	return r;
+	return d == NULL || d->broken;
 }
 
+/* Adds an organizationalUnit; an existing one is fine. */
 static int
-ldap_to_err(int lr)
+add_ou(struct dir *d, const char *dn, const char *ou)
 {
-	switch (lr) {
-	case LDAP_SUCCESS: return 0;
-	case LDAP_NO_SUCH_OBJECT: return ERR_NOT_FOUND;
-	case LDAP_SERVER_DOWN: case LDAP_TIMEOUT: case LDAP_CONNECT_ERROR: case LDAP_BUSY:
-	case LDAP_UNAVAILABLE: return ERR_UNAVAILABLE;
-	case LDAP_INSUFFICIENT_ACCESS: case LDAP_INVALID_CREDENTIALS: return ERR_AUTH;
-	default: return ERR_LDAP;
+	char *oc_v[] = { "organizationalUnit", NULL }, *ou_v[] = { (char *)ou, NULL };
+	LDAPMod oc = { LDAP_MOD_ADD, "objectClass", { .modv_strvals = oc_v } };
+	LDAPMod oum = { LDAP_MOD_ADD, "ou", { .modv_strvals = ou_v } };
+	LDAPMod *mods[] = { &oc, &oum, NULL };
+	int lr;
+
+	lr = ldap_add_ext_s(d->ld, dn, mods, NULL, NULL);
+	if (lr == LDAP_SUCCESS || lr == LDAP_ALREADY_EXISTS)
+		return 0;
+	if (dir_ldap_conn_lost(lr))
+		d->broken = 1;
+	log_warnx("ldap add %s: %s", dn, ldap_err2string(lr));
+	return dir_ldap_err(lr);
+}
+
+int
+dir_ensure_tree(struct dir *d)
+{
+	static const char *const ous[] = { "devices", "people", "groups" };
+	struct timeval tv = { DIR_TIMEOUT_S, 0 };
+	char *attrs[] = { "1.1", NULL }, *dn = NULL, *ou = NULL;
+	LDAPMessage *res = NULL;
+	LDAPDN base = NULL;
+	int lr, r = ERR_INTERNAL;
+
+	lr = ldap_search_ext_s(d->ld, d->base, LDAP_SCOPE_BASE, "(objectClass=*)", attrs, 0,
+	    NULL, NULL, &tv, 1, &res);
+	ldap_msgfree(res);
+	if (lr == LDAP_NO_SUCH_OBJECT) {
+		/* make the base only when it is an organizationalUnit */
+		if (ldap_str2dn(d->base, &base, LDAP_DN_FORMAT_LDAPV3) != LDAP_SUCCESS ||
+		    base == NULL || base[0] == NULL || base[0][1] != NULL ||
+		    base[0][0]->la_attr.bv_len != 2 ||
+		    strncasecmp(base[0][0]->la_attr.bv_val, "ou", 2) != 0) {
+			log_errx("the directory has no base entry %s", d->base);
+			r = ERR_LDAP;
+			goto out;
+		}
+		if ((ou = strndup(base[0][0]->la_value.bv_val, base[0][0]->la_value.bv_len)) == NULL) {
+			r = ERR_NOMEM;
+			goto out;
+		}
+		if ((r = add_ou(d, d->base, ou)) != 0)
+			goto out;
+		log_info("created the directory base %s", d->base);
+	} else if (lr != LDAP_SUCCESS) {
+		if (dir_ldap_conn_lost(lr))
+			d->broken = 1;
+		log_warnx("ldap read %s: %s", d->base, ldap_err2string(lr));
+		r = dir_ldap_err(lr);
+		goto out;
 	}
+	for (size_t i = 0; i < sizeof(ous) / sizeof(ous[0]); i++) {
+		if (asprintf(&dn, "ou=%s,%s", ous[i], d->base) < 0) {
+			dn = NULL;
+			r = ERR_NOMEM;
+			goto out;
+		}
+		if ((r = add_ou(d, dn, ous[i])) != 0)
+			goto out;
+		free(dn);
+		dn = NULL;
+	}
+	r = 0;
+out:
+	free(dn);
+	free(ou);
+	ldap_dnfree(base);
+	return r;
 }
 
 int
 dir_device_put(struct dir *d, const struct dir_device *dev)
 {
-	char *dn = NULL, *owner_rdn = NULL, *owner_dn = NULL, ms[MAC_STR_LEN], desc[64];
-	char *oc_v[] = { "device", "ieee802Device", "pkiUser", NULL };
-	char *cn_v[] = { ms, NULL }, *mac_v[] = { ms, NULL }, *desc_v[] = { desc, NULL };
-	char *serial_v[] = { (char *)dev->serial_hex, NULL }, *owner_v[2] = { NULL, NULL };
-	struct berval cert_bv, *cert_v[] = { &cert_bv, NULL };
-	LDAPMod oc = { LDAP_MOD_REPLACE, "objectClass", { .modv_strvals = oc_v } };
-	LDAPMod cn = { LDAP_MOD_REPLACE, "cn", { .modv_strvals = cn_v } };
-	LDAPMod macm = { LDAP_MOD_REPLACE, "macAddress", { .modv_strvals = mac_v } };
-	LDAPMod descm = { LDAP_MOD_REPLACE, "description", { .modv_strvals = desc_v } };
-	LDAPMod serialm = { LDAP_MOD_REPLACE, "serialNumber", { .modv_strvals = serial_v } };
-	LDAPMod ownerm = { LDAP_MOD_REPLACE, "owner", { .modv_strvals = owner_v } };
-	LDAPMod certm = { LDAP_MOD_REPLACE | LDAP_MOD_BVALUES, "userCertificate;binary",
-		{ .modv_bvals = cert_v } };
-	LDAPMod *mods[8];
-	int n = 0, lr, r;
+	struct dir_item it;
+	int r;
 
-	if (dev->status == NULL || strlen(dev->status) > 32)
-		return ERR_INVALID;
-	mac_format(dev->mac, ms);
-	snprintf(desc, sizeof(desc), "status=%s", dev->status);
-	if ((r = device_dn(d, dev->mac, &dn)) != 0)
+	memset(&it, 0, sizeof(it));
+	it.kind = DIR_DEVICE;
+	it.present = 1;
+	it.dev = *dev;
+	if ((r = dir_apply(d, &it, 1, NULL)) != 0)
 		return r;
-	if (dev->owner != NULL) {
-		if ((r = dir_rdn("uid", dev->owner, &owner_rdn)) != 0)
-			goto out;
-		if (asprintf(&owner_dn, "%s,ou=users,%s", owner_rdn, d->base) < 0) {
-			owner_dn = NULL;
-			r = ERR_NOMEM;
-			goto out;
-		}
-		owner_v[0] = owner_dn;
-	}
-	cert_bv.bv_val = (char *)dev->cert_der;
-	cert_bv.bv_len = dev->cert_len;
-	mods[n++] = &oc;
-	mods[n++] = &cn;
-	mods[n++] = &macm;
-	mods[n++] = &descm;
-	/* an empty REPLACE removes the attribute */
-	if (dev->serial_hex[0] == '\0')
-		serial_v[0] = NULL;
-	mods[n++] = &serialm;
-	mods[n++] = &ownerm;
-	if (dev->cert_der == NULL)
-		cert_v[0] = NULL;
-	mods[n++] = &certm;
-	mods[n] = NULL;
-
-	lr = ldap_modify_ext_s(d->ld, dn, mods, NULL, NULL);
-	if (lr == LDAP_NO_SUCH_OBJECT) {
-		/* add: only the attributes that have values */
-		LDAPMod *adds[8];
-		int k = 0;
-		for (int i = 0; i < n; i++) {
-			mods[i]->mod_op &= ~LDAP_MOD_REPLACE;
-			mods[i]->mod_op |= LDAP_MOD_ADD;
-			if (mods[i]->mod_op & LDAP_MOD_BVALUES ?
-			    mods[i]->mod_bvalues[0] != NULL : mods[i]->mod_values[0] != NULL)
-				adds[k++] = mods[i];
-		}
-		adds[k] = NULL;
-		lr = ldap_add_ext_s(d->ld, dn, adds, NULL, NULL);
-	}
-	if (lr != LDAP_SUCCESS) {
-		log_warnx("ldap write %s: %s", dn, ldap_err2string(lr));
-		r = ldap_to_err(lr);
-		goto out;
-	}
-	r = 0;
-out:
-	free(dn);
-	free(owner_rdn);
-	free(owner_dn);
-	return r;
+	if (it.result != 0)
+		log_warnx("ldap write of a device entry: %s", it.error);
+	return it.result;
 }
 
 int
@@ -232,17 +293,21 @@ dir_device_delete(struct dir *d, const uint8_t mac[MAC_LEN])
 	char *dn = NULL;
 	int r, lr;
 
-	if ((r = device_dn(d, mac, &dn)) != 0)
+	if ((r = dir_device_dn(d, mac, &dn)) != 0)
 		return r;
 	lr = ldap_delete_ext_s(d->ld, dn, NULL, NULL);
 	free(dn);
-	return ldap_to_err(lr);
+	if (dir_ldap_conn_lost(lr))
+		d->broken = 1;
+	return dir_ldap_err(lr);
 }
 
 int
 dir_device_find(struct dir *d, const uint8_t mac[MAC_LEN], char *status,
     size_t statuslen, int *has_cert)
 {
+	static const char prefix[] = "status: ";
+	const size_t plen = sizeof(prefix) - 1;
 	char ms[MAC_STR_LEN], *fv = NULL, *filter = NULL, *base = NULL;
 	char *attrs[] = { "description", "userCertificate;binary", NULL };
 	LDAPMessage *res = NULL, *e;
@@ -264,7 +329,9 @@ dir_device_find(struct dir *d, const uint8_t mac[MAC_LEN], char *status,
 	lr = ldap_search_ext_s(d->ld, base, LDAP_SCOPE_ONELEVEL, filter, attrs, 0,
 	    NULL, NULL, &tv, 2, &res);
 	if (lr != LDAP_SUCCESS) {
-		r = ldap_to_err(lr);
+		if (dir_ldap_conn_lost(lr))
+			d->broken = 1;
+		r = dir_ldap_err(lr);
 		goto out;
 	}
 	if ((e = ldap_first_entry(d->ld, res)) == NULL) {
@@ -272,8 +339,9 @@ dir_device_find(struct dir *d, const uint8_t mac[MAC_LEN], char *status,
 		goto out;
 	}
 	if ((vals = ldap_get_values_len(d->ld, e, "description")) != NULL && vals[0] != NULL &&
-	    vals[0]->bv_len > 7 && strncmp(vals[0]->bv_val, "status=", 7) == 0)
-		snprintf(status, statuslen, "%.*s", (int)vals[0]->bv_len - 7, vals[0]->bv_val + 7);
+	    vals[0]->bv_len > plen && strncmp(vals[0]->bv_val, prefix, plen) == 0)
+		snprintf(status, statuslen, "%.*s", (int)(vals[0]->bv_len - plen),
+		    vals[0]->bv_val + plen);
 	ldap_value_free_len(vals);
 	vals = ldap_get_values_len(d->ld, e, "userCertificate;binary");
 	*has_cert = vals != NULL && vals[0] != NULL && vals[0]->bv_len > 0;

@@ -5,6 +5,8 @@
 #
 #   scripts/services.sh start DIR [pg] [ldap]   start (both by default)
 #   scripts/services.sh stop DIR                stop whatever DIR runs
+#   scripts/services.sh stop-ldap DIR           stop DIR's slapd only (its data stays)
+#   scripts/services.sh start-ldap DIR          start it again, same port and data
 #
 # start writes DIR/services.env (shell syntax) with PGHOST, PGPORT, PGUSER,
 # PGDATABASE, PGPASSFILE, PROVD_DB_CONNINFO, PROVD_DB_PASSWORD_FILE,
@@ -170,8 +172,19 @@ stop_ldap() {
 	rm -f "$d/slapd.pid"
 }
 
+# the slapd that start_ldap made, again: same configuration, data and port
+restart_ldap() {
+	d=$1/ldap
+	[ -f "$d/slapd.conf" ] && [ -f "$d/port" ] || die "no slapd was set up in $1"
+	port=$(cat "$d/port")
+	[ -f "$d/slapd.pid" ] && kill -0 "$(cat "$d/slapd.pid")" 2>/dev/null && return 0
+	slapd -f "$d/slapd.conf" -h "ldap://127.0.0.1:$port/" >>"$d/slapd.log" 2>&1 ||
+		{ cat "$d/slapd.log" >&2; die "slapd did not start"; }
+	wait_port "$port" 10 || die "slapd is not listening on $port"
+}
+
 cmd=${1:-}; dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: services.sh start|stop DIR [pg] [ldap]"
+[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: services.sh start|stop|stop-ldap|start-ldap DIR [pg] [ldap]"
 case $cmd in
 start)
 	mkdir -p "$dir"
@@ -192,6 +205,14 @@ stop)
 	dir=$(cd "$dir" 2>/dev/null && pwd) || exit 0
 	stop_ldap "$dir"
 	stop_pg "$dir"
+	;;
+stop-ldap)
+	dir=$(cd "$dir" 2>/dev/null && pwd) || exit 0
+	stop_ldap "$dir"
+	;;
+start-ldap)
+	dir=$(cd "$dir" && pwd) || die "no directory $dir"
+	restart_ldap "$dir"
 	;;
 *) die "unknown command $cmd" ;;
 esac

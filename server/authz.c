@@ -9,6 +9,7 @@
  * immutable snapshot swapped whole when it changes. Readers take the read
  * side of one rwlock; the listener thread writes.
  *
+ * With [authz] cache = no, devices are always read per request.
  * Until the first full load has finished, and after the notification
  * connection was lost until the reload that follows, devices are read from
  * the database per request (the cold path). Once loaded the cache is
@@ -374,7 +375,8 @@ policy_build(struct db_authz_policy *src, struct policy **out)
 		p->res_by_name[h] = (uint32_t)(i + 1);
 	}
 	/* rules grouped by resource (resources are sorted by id) */
-	qsort(src->rules, src->nrules, sizeof(*src->rules), cmp_rule);
+	if (src->nrules > 0)
+		qsort(src->rules, src->nrules, sizeof(*src->rules), cmp_rule);
 	for (size_t i = 0, ri = 0; i < src->nrules; i++) {
 		const struct db_authz_rule *s = &src->rules[i];
 		while (ri < p->nres && p->res[ri].id < s->resource_id)
@@ -482,35 +484,57 @@ policy_reload(struct authz *a)
 /* ---------------------------------------------------------------------
  * Loading devices.
  */
+#define LOAD_BATCH 2048
+
+/* A full load takes the write lock once per LOAD_BATCH devices, so that
+ * decisions go on meanwhile (from the database: the cache is not "loaded"
+ * until the end). */
 struct load_ctx {
 	struct authz *a;
-	size_t n;
+	struct db_authz_device *batch;
+	size_t nbatch, n;
+	int err;
 };
+
+static int
+load_flush(struct load_ctx *c)
+{
+	int r = 0;
+
+	pthread_rwlock_wrlock(&c->a->lock);
+	for (size_t i = 0; i < c->nbatch && r == 0; i++)
+		r = dev_put(c->a, &c->batch[i]);
+	pthread_rwlock_unlock(&c->a->lock);
+	c->n += c->nbatch;
+	c->nbatch = 0;
+	return r;
+}
 
 static int
 load_one(void *arg, const struct db_authz_device *d)
 {
 	struct load_ctx *c = arg;
-	int r;
 
-	pthread_rwlock_wrlock(&c->a->lock);
-	r = dev_put(c->a, d);
-	pthread_rwlock_unlock(&c->a->lock);
-	c->n++;
-	return r;
+	c->batch[c->nbatch++] = *d;
+	return c->nbatch == LOAD_BATCH ? load_flush(c) : 0;
 }
 
 static int
 devices_reload(struct authz *a)
 {
-	struct load_ctx c = { a, 0 };
+	struct load_ctx c = { a, NULL, 0, 0, 0 };
 	uint64_t t0 = now_ns();
 	int r;
 
+	if ((c.batch = malloc(LOAD_BATCH * sizeof(*c.batch))) == NULL)
+		return ERR_NOMEM;
 	pthread_rwlock_wrlock(&a->lock);
 	a->loaded = 0;
 	pthread_rwlock_unlock(&a->lock);
-	if ((r = db_authz_devices(a->s->db, load_one, &c)) != 0)
+	if ((r = db_authz_devices(a->s->db, load_one, &c)) == 0)
+		r = load_flush(&c);
+	free(c.batch);
+	if (r != 0)
 		return r;
 	pthread_rwlock_wrlock(&a->lock);
 	a->loaded = 1;
@@ -569,7 +593,7 @@ on_note(void *arg, const char *channel, const char *payload)
 	int64_t id;
 
 	if (strcmp(channel, "provd_device") == 0) {
-		if (parse_int64(payload, 1, INT64_MAX, &id) == 0)
+		if (c->a->s->cfg->authz_cache && parse_int64(payload, 1, INT64_MAX, &id) == 0)
 			device_refresh(c->a, id);
 	} else if (strcmp(channel, "provd_policy") == 0) {
 		c->reload_policy = 1;
@@ -596,8 +620,10 @@ listener_main(void *arg)
 				continue;
 			}
 			backoff_ms = 100;
-			/* listening now: whatever changed before is read afresh */
-			if (policy_reload(a) != 0 || devices_reload(a) != 0) {
+			/* listening now: whatever changed before is read afresh
+			 * (without the cache, every decision reads its device) */
+			if (policy_reload(a) != 0 ||
+			    (a->s->cfg->authz_cache && devices_reload(a) != 0)) {
 				log_warnx("authorization cache: reload failed; decisions read the "
 				    "database until it succeeds");
 				db_listen_close(l);
@@ -1107,7 +1133,12 @@ authz_start(struct server *s)
 	if ((a = calloc(1, sizeof(*a))) == NULL)
 		return ERR_NOMEM;
 	a->s = s;
-	pthread_rwlock_init(&a->lock, NULL);
+	/* the listener's updates must not starve behind a stream of decisions */
+	pthread_rwlockattr_t attr;
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&a->lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
 	pthread_mutex_init(&a->mu, NULL);
 	/* the issuing CA: first in chain.pem */
 	if ((b = BIO_new_mem_buf(s->chain_pem, -1)) != NULL)

@@ -306,7 +306,8 @@ queue_response(struct server *s, struct req *rq)
 	rq->queued = 1;
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rq->resp_type);
 	MHD_add_response_header(resp, "X-Request-Id", rq->id);
-	MHD_add_response_header(resp, "Cache-Control", "no-store");
+	MHD_add_response_header(resp, "Cache-Control",
+	    rq->cache_control[0] != '\0' ? rq->cache_control : "no-store");
 	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
 	if (rq->status == 503)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "2");

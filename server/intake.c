@@ -600,6 +600,7 @@ job_main(void *arg)
 		goto out;
 	}
 	job_add_step(j, "record", ms_since(t));
+	dirsync_kick(s);
 
 	/* only now may the device close its setup PIN */
 	if ((r = intake_done(pl, &res)) != 0) {

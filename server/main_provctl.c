@@ -49,6 +49,7 @@ usage(FILE *f)
 	    "  scan [--timeout MS]\n"
 	    "  enroll ADDR [--pin PIN|--pin-file FILE] [--label-mac ADDR] [--keygen auto|device|server]\n"
 	    "         [--owner NAME] [--group NAME]... [--replace] [--no-wait]\n"
+	    "  directory resync|status\n"
 	    "\n"
 	    "The API address comes from --url, $PROVD_URL or " DEFAULT_URL ";\n"
 	    "the API token from --token-file, $PROVD_TOKEN_FILE or $PROVD_TOKEN.\n");
@@ -750,6 +751,66 @@ out:
 	return rc;
 }
 
+/* ---------------------------------------------------------------------
+ * The LDAP directory mirror: "directory resync" and "directory status".
+ */
+static int
+cmd_directory(struct ctl *c, int argc, char **argv)
+{
+	int resync = argc == 2 && strcmp(argv[1], "resync") == 0;
+	struct buf b = { 0 };
+	json_t *j = NULL;
+	long st;
+	int rc = 1;
+
+	if (!resync && !(argc == 2 && strcmp(argv[1], "status") == 0)) {
+		fprintf(stderr, "provctl: directory resync|status\n");
+		return 2;
+	}
+	st = resync ? api(c, "POST", "/v1/directory/resync", NULL, &b) :
+	    api(c, "GET", "/v1/directory/status", NULL, &b);
+	if (st < 0)
+		goto out;
+	if (st != 200) {
+		rc = api_error(st, &b);
+		goto out;
+	}
+	if ((j = parse_json(&b)) == NULL)
+		goto out;
+#define NUM(k) ((long long)json_integer_value(json_object_get(j, k)))
+	if (resync) {
+		printf("directory resync: %lld created, %lld updated, %lld deleted, "
+		    "%lld unchanged, %lld failed (%lld ms)\n", NUM("created"), NUM("updated"),
+		    NUM("deleted"), NUM("unchanged"), NUM("failed"), NUM("ms"));
+		if (json_is_string(json_object_get(j, "first_error")))
+			printf("first error: %s\n",
+			    json_string_value(json_object_get(j, "first_error")));
+		rc = NUM("failed") == 0 ? 0 : 1;
+	} else if (!json_is_true(json_object_get(j, "configured"))) {
+		printf("directory: not configured ([ldap] uri); %lld outbox rows pending\n",
+		    NUM("pending"));
+		rc = 0;
+	} else {
+		printf("directory: %s, %lld pending (oldest %lld s), %lld applied, %lld failed, "
+		    "%lld entries in back-off\n",
+		    json_is_true(json_object_get(j, "connected")) ? "connected" : "disconnected",
+		    NUM("pending"), NUM("oldest_pending_s"), NUM("applied"), NUM("failed"),
+		    NUM("entries_in_backoff"));
+		if (json_is_integer(json_object_get(j, "retry_in_s")))
+			printf("next connection attempt in %lld s\n", NUM("retry_in_s"));
+		if (json_is_string(json_object_get(j, "last_error")))
+			printf("last error (%s): %s\n",
+			    json_string_value(json_object_get(j, "last_error_at")),
+			    json_string_value(json_object_get(j, "last_error")));
+		rc = 0;
+	}
+#undef NUM
+out:
+	json_decref(j);
+	free(b.data);
+	return rc;
+}
+
 static int
 load_token(struct ctl *c, const char *file)
 {
@@ -825,6 +886,8 @@ main(int argc, char **argv)
 		rc = cmd_scan(&c, argc, argv);
 	else if (strcmp(argv[0], "enroll") == 0)
 		rc = cmd_enroll(&c, argc, argv);
+	else if (strcmp(argv[0], "directory") == 0)
+		rc = cmd_directory(&c, argc, argv);
 	else {
 		usage(stderr);
 		rc = 2;

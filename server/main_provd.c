@@ -32,6 +32,7 @@ usage(FILE *f)
 	    "  migrate                      apply database migrations\n"
 	    "  ca init [--cn NAME] [--org ORG] [--two-tier [--root-key-out FILE]] [--days N] [--force]\n"
 	    "  ca init --import-cert FILE --import-key FILE [--force]\n"
+	    "  ca ocsp-cert [--days N]      new OCSP responder key and certificate\n"
 	    "  token add --role operator|security|authorizer|admin [--name NAME]\n"
 	    "  audit verify                 verify the audit log's hash chain\n"
 	    "\n"
@@ -95,6 +96,55 @@ cmd_migrate(const struct config *cfg)
 	return 0;
 }
 
+/* The OCSP responder's key and certificate, issued by the CA in ca_dir. */
+static int
+make_ocsp_cert(const struct config *cfg, int days)
+{
+	char err[512], na[32];
+	int64_t not_after = 0;
+
+	if (ca_ocsp_cert_make(cfg->ca_dir, days, &not_after, err, sizeof(err)) != 0) {
+		fprintf(stderr, "provd: OCSP responder certificate: %s\n", err);
+		return 1;
+	}
+	time_format_rfc3339((time_t)not_after, na, sizeof(na));
+	printf("OCSP responder certificate %s/ocsp.crt valid until %s\n", cfg->ca_dir, na);
+	return 0;
+}
+
+/* provd ca ocsp-cert [--days N] */
+static int
+cmd_ca_ocsp(const struct config *cfg, int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "days", required_argument, NULL, 'D' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int64_t days = cfg->ocsp_cert_days;
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
+		switch (c) {
+		case 'D':
+			if (parse_int64(optarg, 1, CA_OCSP_DAYS_MAX, &days) != 0) {
+				fprintf(stderr, "provd: --days must be 1..%d\n", CA_OCSP_DAYS_MAX);
+				return 2;
+			}
+			break;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (make_ocsp_cert(cfg, (int)days) != 0)
+		return 1;
+	printf("a running provd takes it up within 10 seconds (checked as OCSP requests arrive)\n");
+	return 0;
+}
+
 static int
 cmd_ca(const struct config *cfg, int argc, char **argv)
 {
@@ -114,6 +164,8 @@ cmd_ca(const struct config *cfg, int argc, char **argv)
 	int c;
 	int64_t days;
 
+	if (argc >= 2 && strcmp(argv[1], "ocsp-cert") == 0)
+		return cmd_ca_ocsp(cfg, argc - 1, argv + 1);
 	if (argc < 2 || strcmp(argv[1], "init") != 0) {
 		usage(stderr);
 		return 2;
@@ -153,6 +205,12 @@ cmd_ca(const struct config *cfg, int argc, char **argv)
 		return 1;
 	}
 	printf("CA ready in %s (chain.pem is what devices receive)\n", cfg->ca_dir);
+	/* the responder certificate needs the CA key, which provd run never reads */
+	if (make_ocsp_cert(cfg, (int)cfg->ocsp_cert_days) != 0) {
+		fprintf(stderr, "provd: the CA is ready; make the OCSP responder certificate "
+		    "with \"provd ca ocsp-cert\"\n");
+		return 1;
+	}
 	return 0;
 }
 

@@ -303,6 +303,7 @@ issue_done(struct db_issue *it, void *arg)
 		    "not_before", nb, "not_after", na, "certificate", j->cert_pem,
 		    "ca_chain", s->chain_pem));
 		atomic_fetch_add(&s->m.issued, 1);
+		dirsync_kick(s);
 		observe_issue_latency(s, rq->t0);
 		log_info("issued certificate %s for %s to \"%s\"", j->it.serial_hex, mac, j->actor);
 	} else {
@@ -510,6 +511,9 @@ revoke_serial(struct server *s, struct req *rq, const char *serial)
 	}
 	atomic_store(&s->crl_stale, 1);
 	atomic_fetch_add(&s->m.revoked, 1);
+	/* this instance at once; the others through the notification */
+	ocsp_invalidate(s, serial);
+	dirsync_kick(s);
 	log_info("revoked certificate %s (%s) by \"%s\"", serial, reason_name(reason), rq->actor);
 	json_t *o = cert_json(&c);
 	db_cert_clear(&c);

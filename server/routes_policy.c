@@ -295,6 +295,7 @@ policy_member(struct server *s, struct req *rq, const char *mac_text, const char
 		req_reply_error(rq, r, r == ERR_NOT_FOUND ? "No such device." : NULL);
 		return;
 	}
+	dirsync_kick(s);
 	reply_version(rq, add ? 201 : 200, NULL, 0, version);
 }
 

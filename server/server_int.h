@@ -103,6 +103,7 @@ struct req {
 	char *resp;			/* owned */
 	size_t resp_len;
 	const char *resp_type;		/* static */
+	char cache_control[64];		/* Cache-Control of the response; "": no-store */
 	int responded;			/* response ready to queue */
 	int suspended;
 	int queued;			/* handed to libmicrohttpd */

@@ -46,6 +46,19 @@ begin
 end
 $$;
 
+-- A superseded certificate is as good as revoked to OCSP: tell the
+-- responders' caches like a revocation does.
+create function provd_notify_superseded() returns trigger language plpgsql as $$
+begin
+	if new.status = 'superseded' and old.status <> 'superseded' then
+		perform pg_notify('provd_revocation', new.serial);
+	end if;
+	return null;
+end
+$$;
+create trigger certificates_superseded_notify after update of status on certificates
+	for each row execute function provd_notify_superseded();
+
 create trigger devices_notify after insert or update or delete on devices
 	for each row execute function provd_notify_device();
 create trigger certificates_notify after insert or update or delete on certificates

@@ -105,3 +105,19 @@ sleep 0.5
 "$top/build/tests/bench/bench_enroll" --url "$URL" --token-file "$B/token" --air "$B/air" \
     --state "$B/devices" --devices "$ntpm" --seconds "${BENCH_SECONDS:-10}" --keystore tpm2 \
     --tcti-file "$B/tctis" --prefix tpm
+
+# central access control: decisions per second, warm and cold, next to nginx
+. "$top/tests/bench/bench_authz.sh"
+
+# OCSP: one certificate's status over and over (POST, no nonce: the cached
+# answer), then with a fresh nonce each (signed anew)
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$B/ocsp-dev.key" 2>/dev/null
+openssl req -new -key "$B/ocsp-dev.key" -subj /CN=bench -out "$B/ocsp-dev.csr" 2>/dev/null
+"$BIN/provctl" --url "$URL" --token-file "$B/token" issue --mac 02:0c:5f:00:00:01 \
+    --csr "$B/ocsp-dev.csr" --out "$B/ocsp-dev.pem" >/dev/null
+"$top/build/tests/bench/bench_ocsp" --url "$URL" --issuer "$B/ca/ca.crt" --cert "$B/ocsp-dev.pem" \
+    --clients 8 --seconds "${BENCH_SECONDS:-10}"
+
+# the directory worker draining 10,000 outbox rows into its own slapd (a
+# database of its own in this PostgreSQL)
+BIN=$BIN sh "$top/tests/bench/bench_directory.sh"

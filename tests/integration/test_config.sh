@@ -46,7 +46,7 @@ check "ca init --two-tier --root-key-out" "$BIN/provd" -c "$T/ca2.conf" ca init 
 check_eq "root key file is private" 600 "$(stat -c %a "$T/root-offline.key")"
 check_eq "root key matches root.crt" "$(openssl x509 -in "$T/ca2/root.crt" -noout -pubkey)" "$(openssl pkey -in "$T/root-offline.key" -pubout)"
 check_eq "issuing key is not the root key" "" "$(cmp -s "$T/ca2/ca.key" "$T/root-offline.key" && echo same)"
-check_eq "no root key in the CA directory" "ca.crt ca.key chain.pem root.crt" "$(ls "$T/ca2" | tr '\n' ' ' | sed 's/ $//')"
+check_eq "no root key in the CA directory" "ca.crt ca.key chain.pem ocsp.crt ocsp.key root.crt" "$(ls "$T/ca2" | tr '\n' ' ' | sed 's/ $//')"
 check_fails "ca init refuses to overwrite" "$BIN/provd" -c "$T/ca2.conf" ca init
 check_fails_out "--root-key-out needs --two-tier" "goes with --two-tier" "$BIN/provd" -c "$T/ca2.conf" ca init --force --root-key-out "$T/x.key"
 t_done

@@ -102,6 +102,7 @@ test_device_entry(void **state)
 	assert_int_equal(mac_parse("00:1a:7d:da:71:13", dev.mac), 0);
 	snprintf(dev.serial_hex, sizeof(dev.serial_hex), "00112233445566778899aabbccddeeff");
 	assert_int_equal(dir_open(cfg, &d), 0);
+	assert_int_equal(dir_ensure_tree(d), 0);
 	dir_device_delete(d, dev.mac);		/* from an earlier run */
 	assert_int_equal(dir_device_find(d, dev.mac, status, sizeof(status), &has_cert), ERR_NOT_FOUND);
 	assert_int_equal(dir_device_put(d, &dev), 0);
