@@ -50,6 +50,13 @@ usage(FILE *f)
 	    "  enroll ADDR [--pin PIN|--pin-file FILE] [--label-mac ADDR] [--keygen auto|device|server]\n"
 	    "         [--owner NAME] [--group NAME]... [--replace] [--no-wait]\n"
 	    "  directory resync|status\n"
+	    "  authorize ADDR RESOURCE [ACTION]             (exit 0 allow, 3 deny)\n"
+	    "  policy\n"
+	    "  resource add NAME [--class C] [--description D] | resource del NAME\n"
+	    "  rule add --device ADDR|--user NAME|--group NAME --resource R [--action A]\n"
+	    "           --allow|--deny [--from T --until T] [--time HH:MM-HH:MM]\n"
+	    "           [--weekdays mon,...] [--once] | rule del ID\n"
+	    "  group add|remove GROUP --device ADDR|--user NAME\n"
 	    "\n"
 	    "The API address comes from --url, $PROVD_URL or " DEFAULT_URL ";\n"
 	    "the API token from --token-file, $PROVD_TOKEN_FILE or $PROVD_TOKEN.\n");
@@ -811,6 +818,302 @@ out:
 	return rc;
 }
 
+/* ---------------------------------------------------------------------
+ * Access control.
+ */
+
+/* A path segment, percent-encoded (names may hold anything printable). */
+static int
+path_seg(const char *in, char *out, size_t outlen)
+{
+	char *e = curl_easy_escape(NULL, in, 0);
+	int r = e != NULL && strlen(e) < outlen ? 0 : -1;
+
+	if (r == 0)
+		snprintf(out, outlen, "%s", e);
+	curl_free(e);
+	if (r != 0)
+		fprintf(stderr, "provctl: \"%.40s\" is too long\n", in);
+	return r;
+}
+
+/* One change: METHOD PATH BODY (NULL: none); prints the new policy version. */
+static int
+policy_call(struct ctl *c, const char *method, const char *path, json_t *body, int want)
+{
+	struct buf b = { 0 };
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_t *resp;
+	long st;
+	int rc = 1;
+
+	st = api(c, method, path, text, &b);
+	free(text);
+	if (st < 0)
+		goto out;
+	if (st != want) {
+		rc = api_error(st, &b);
+		goto out;
+	}
+	if ((resp = parse_json(&b)) == NULL)
+		goto out;
+	if (json_object_get(resp, "id") != NULL)
+		printf("id %lld, ", (long long)json_integer_value(json_object_get(resp, "id")));
+	printf("policy version %lld\n",
+	    (long long)json_integer_value(json_object_get(resp, "policy_version")));
+	json_decref(resp);
+	rc = 0;
+out:
+	free(b.data);
+	return rc;
+}
+
+/* provctl authorize ADDR RESOURCE [ACTION]: exit 0 allow, 3 deny. */
+static int
+cmd_authorize(struct ctl *c, int argc, char **argv)
+{
+	struct buf b = { 0 };
+	json_t *req, *resp = NULL;
+	char *text;
+	long st;
+	int rc = 1;
+
+	if (argc < 3 || argc > 4) {
+		fprintf(stderr, "provctl: authorize ADDR RESOURCE [ACTION]\n");
+		return 2;
+	}
+	req = json_pack("{s:{s:s},s:s,s:s}", "device", "mac", argv[1], "resource", argv[2],
+	    "action", argc == 4 ? argv[3] : "connect");
+	text = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	if (text == NULL)
+		return 1;
+	st = api(c, "POST", "/v1/authorize", text, &b);
+	free(text);
+	if (st < 0)
+		goto out;
+	if (st != 200) {
+		rc = api_error(st, &b);
+		goto out;
+	}
+	if ((resp = parse_json(&b)) == NULL)
+		goto out;
+	const char *d = json_string_value(json_object_get(resp, "decision"));
+	printf("%s: %s (policy version %lld, valid %lld s)\n", d ? d : "?",
+	    json_string_value(json_object_get(resp, "reason")),
+	    (long long)json_integer_value(json_object_get(resp, "policy_version")),
+	    (long long)json_integer_value(json_object_get(resp, "ttl_s")));
+	rc = d != NULL && strcmp(d, "allow") == 0 ? 0 : 3;
+out:
+	free(b.data);
+	json_decref(resp);
+	return rc;
+}
+
+/* provctl resource add NAME [--class C] [--description D] | del NAME */
+static int
+cmd_resource(struct ctl *c, int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "class", required_argument, NULL, 'c' },
+		{ "description", required_argument, NULL, 'd' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *cls = NULL, *desc = NULL;
+	char seg[400], path[512];
+	json_t *body;
+	int ch, rc;
+
+	if (argc >= 3 && strcmp(argv[1], "del") == 0 && argc == 3) {
+		if (path_seg(argv[2], seg, sizeof(seg)) != 0)
+			return 2;
+		snprintf(path, sizeof(path), "/v1/resources/%s", seg);
+		return policy_call(c, "DELETE", path, NULL, 200);
+	}
+	if (argc < 3 || strcmp(argv[1], "add") != 0) {
+		fprintf(stderr, "provctl: resource add NAME [--class C] [--description D] | "
+		    "resource del NAME\n");
+		return 2;
+	}
+	/* options after the verb: parse argv[1..] as its own command line */
+	argc--;
+	argv++;
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': cls = optarg; break;
+		case 'd': desc = optarg; break;
+		default: return 2;
+		}
+	}
+	if (optind + 1 != argc) {
+		fprintf(stderr, "provctl: resource add needs one NAME\n");
+		return 2;
+	}
+	body = json_pack("{s:s}", "name", argv[optind]);
+	if (cls != NULL)
+		json_object_set_new(body, "class", json_string(cls));
+	if (desc != NULL)
+		json_object_set_new(body, "description", json_string(desc));
+	rc = policy_call(c, "POST", "/v1/resources", body, 201);
+	json_decref(body);
+	return rc;
+}
+
+/* provctl rule add SUBJECT --resource R [--action A] --allow|--deny [...] | del ID */
+static int
+cmd_rule(struct ctl *c, int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "device", required_argument, NULL, 'D' },
+		{ "user", required_argument, NULL, 'U' },
+		{ "group", required_argument, NULL, 'G' },
+		{ "resource", required_argument, NULL, 'r' },
+		{ "action", required_argument, NULL, 'a' },
+		{ "allow", no_argument, NULL, 'A' },
+		{ "deny", no_argument, NULL, 'N' },
+		{ "from", required_argument, NULL, 'f' },
+		{ "until", required_argument, NULL, 'u' },
+		{ "time", required_argument, NULL, 't' },
+		{ "weekdays", required_argument, NULL, 'w' },
+		{ "once", no_argument, NULL, 'o' },
+		{ NULL, 0, NULL, 0 },
+	};
+	json_t *body = NULL, *subj = json_object();
+	char path[64], tf[8], tu[8];
+	int ch, rc = 2, effect = -1;
+
+	if (argc == 3 && strcmp(argv[1], "del") == 0) {
+		json_decref(subj);
+		snprintf(path, sizeof(path), "/v1/rules/%.32s", argv[2]);
+		return policy_call(c, "DELETE", path, NULL, 200);
+	}
+	if (argc < 2 || strcmp(argv[1], "add") != 0)
+		goto usage;
+	body = json_object();
+	argc--;
+	argv++;
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
+		switch (ch) {
+		case 'D': json_object_set_new(subj, "device", json_string(optarg)); break;
+		case 'U': json_object_set_new(subj, "user", json_string(optarg)); break;
+		case 'G': json_object_set_new(subj, "group", json_string(optarg)); break;
+		case 'r': json_object_set_new(body, "resource", json_string(optarg)); break;
+		case 'a': json_object_set_new(body, "action", json_string(optarg)); break;
+		case 'A': effect = 1; break;
+		case 'N': effect = 0; break;
+		case 'f': json_object_set_new(body, "valid_from", json_string(optarg)); break;
+		case 'u': json_object_set_new(body, "valid_until", json_string(optarg)); break;
+		case 't':
+			if (strlen(optarg) != 11 || optarg[5] != '-') {
+				fprintf(stderr, "provctl: --time is HH:MM-HH:MM (UTC)\n");
+				goto out;
+			}
+			snprintf(tf, sizeof(tf), "%.5s", optarg);
+			snprintf(tu, sizeof(tu), "%.5s", optarg + 6);
+			json_object_set_new(body, "time_from", json_string(tf));
+			json_object_set_new(body, "time_until", json_string(tu));
+			break;
+		case 'w': {
+			json_t *days = json_array();
+			char *copy = strdup(optarg), *save = NULL;
+			for (char *d = strtok_r(copy, ",", &save); d != NULL; d = strtok_r(NULL, ",", &save))
+				json_array_append_new(days, json_string(d));
+			free(copy);
+			json_object_set_new(body, "weekdays", days);
+			break;
+		}
+		case 'o': json_object_set_new(body, "one_time", json_true()); break;
+		default: goto usage;
+		}
+	}
+	if (optind != argc || json_object_size(subj) != 1 || effect < 0 ||
+	    json_object_get(body, "resource") == NULL)
+		goto usage;
+	json_object_set(body, "subject", subj);
+	json_object_set_new(body, "effect", json_string(effect ? "allow" : "deny"));
+	rc = policy_call(c, "POST", "/v1/rules", body, 201);
+	goto out;
+usage:
+	fprintf(stderr, "provctl: rule add --device ADDR|--user NAME|--group NAME --resource R "
+	    "[--action A] --allow|--deny\n"
+	    "         [--from T --until T] [--time HH:MM-HH:MM] [--weekdays mon,tue,...] [--once]\n"
+	    "       rule del ID\n");
+out:
+	json_decref(subj);
+	json_decref(body);
+	return rc;
+}
+
+/* provctl group add|remove GROUP --device ADDR|--user NAME */
+static int
+cmd_group(struct ctl *c, int argc, char **argv)
+{
+	char gseg[400], mseg[400], path[1024];
+	const char *kind;
+	int add;
+
+	if (argc != 5 || (strcmp(argv[1], "add") != 0 && strcmp(argv[1], "remove") != 0) ||
+	    (strcmp(argv[3], "--device") != 0 && strcmp(argv[3], "--user") != 0)) {
+		fprintf(stderr, "provctl: group add|remove GROUP --device ADDR|--user NAME\n");
+		return 2;
+	}
+	add = strcmp(argv[1], "add") == 0;
+	kind = strcmp(argv[3], "--device") == 0 ? "devices" : "users";
+	if (path_seg(argv[2], gseg, sizeof(gseg)) != 0 || path_seg(argv[4], mseg, sizeof(mseg)) != 0)
+		return 2;
+	if (add) {
+		json_t *body = json_pack("{s:s}", strcmp(kind, "devices") == 0 ? "mac" : "name",
+		    argv[4]);
+		snprintf(path, sizeof(path), "/v1/groups/%s/%s", gseg, kind);
+		int rc = policy_call(c, "POST", path, body, 201);
+		json_decref(body);
+		return rc;
+	}
+	snprintf(path, sizeof(path), "/v1/groups/%s/%s/%s", gseg, kind, mseg);
+	return policy_call(c, "DELETE", path, NULL, 200);
+}
+
+/* provctl policy: resources and their rules. */
+static int
+cmd_policy(struct ctl *c)
+{
+	struct buf b = { 0 };
+	json_t *resp, *res, *rules, *r;
+	size_t i, k;
+	long st;
+
+	if ((st = api(c, "GET", "/v1/policy", NULL, &b)) < 0)
+		return 1;
+	if (st != 200) {
+		int rc = api_error(st, &b);
+		free(b.data);
+		return rc;
+	}
+	resp = parse_json(&b);
+	free(b.data);
+	if (resp == NULL)
+		return 1;
+	printf("policy version %lld\n",
+	    (long long)json_integer_value(json_object_get(resp, "policy_version")));
+	json_array_foreach(json_object_get(resp, "resources"), i, res) {
+		printf("%s\n", json_string_value(json_object_get(res, "name")));
+		rules = json_object_get(res, "rules");
+		json_array_foreach(rules, k, r) {
+			char *subj = json_dumps(json_object_get(r, "subject"), JSON_COMPACT);
+			printf("  rule %-5lld %-5s %-10s %s%s\n",
+			    (long long)json_integer_value(json_object_get(r, "id")),
+			    json_string_value(json_object_get(r, "effect")),
+			    json_string_value(json_object_get(r, "action")), subj ? subj : "",
+			    json_is_true(json_object_get(r, "one_time")) ? " (once)" : "");
+			free(subj);
+		}
+	}
+	json_decref(resp);
+	return 0;
+}
+
 static int
 load_token(struct ctl *c, const char *file)
 {
@@ -888,6 +1191,16 @@ main(int argc, char **argv)
 		rc = cmd_enroll(&c, argc, argv);
 	else if (strcmp(argv[0], "directory") == 0)
 		rc = cmd_directory(&c, argc, argv);
+	else if (strcmp(argv[0], "authorize") == 0)
+		rc = cmd_authorize(&c, argc, argv);
+	else if (strcmp(argv[0], "policy") == 0)
+		rc = cmd_policy(&c);
+	else if (strcmp(argv[0], "resource") == 0)
+		rc = cmd_resource(&c, argc, argv);
+	else if (strcmp(argv[0], "rule") == 0)
+		rc = cmd_rule(&c, argc, argv);
+	else if (strcmp(argv[0], "group") == 0)
+		rc = cmd_group(&c, argc, argv);
 	else {
 		usage(stderr);
 		rc = 2;

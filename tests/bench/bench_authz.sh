@@ -75,7 +75,7 @@ wrk_run() {
 kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
 sed 's/^\[log\]$/[authz]\ncache = no\n[log]/' "$B/provd.conf" > "$B/provd-cold.conf"
 mkdir -p "$B/cold"
-provd_start "$B/provd-cold.conf" "$B/cold"; cold_pid=$provd_pid
+provd_start "$B/provd-cold.conf" "$B/cold"; cold_pid=$provd_pid; tpms="$tpms $cold_pid"
 wrk_run authz_cold "$URL" "$B/authz.lua"
 kill -TERM "$cold_pid"; wait "$cold_pid" 2>/dev/null || true
 
@@ -91,6 +91,51 @@ until curl -s -H "Authorization: Bearer $(cat "$B/sec.token")" "$URL/v1/policy" 
 done
 echo "bench: authz_load_100k_ms $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 wrk_run authz "$URL" "$B/authz.lua"
+
+# revocation to denial on a second provd sharing the database: 100
+# revocations through the first instance, each timed until the second
+# answers deny
+mkdir -p "$B/second"
+provd_start "$B/provd.conf" "$B/second"; second_pid=$provd_pid; URL2=$URL
+tpms="$tpms $second_pid"
+URL=$(sed -n 's/.*listening on .*:\([0-9]*\)$/http:\/\/127.0.0.1:\1/p' "$B/provd.out")
+"$BIN/provd" -c "$B/provd.conf" token add --role admin --name bench-rev > "$B/rev.token" 2>/dev/null
+_i=0
+until curl -s -H "Authorization: Bearer $(cat "$B/sec.token")" "$URL2/v1/policy" |
+    jq -e '.cache.loaded' >/dev/null 2>&1 || [ $_i -gt 1200 ]; do
+	_i=$((_i + 1)); sleep 0.05
+done
+python3 - "$URL" "$URL2" "$B/rev.token" "$B/authz.token" <<'PY'
+import http.client, json, sys, time, urllib.parse
+u1, u2 = (urllib.parse.urlparse(u) for u in sys.argv[1:3])
+rev = open(sys.argv[3]).read().strip()
+ask = open(sys.argv[4]).read().strip()
+c1 = http.client.HTTPConnection(u1.hostname, u1.port)
+c2 = http.client.HTTPConnection(u2.hostname, u2.port)
+lat = []
+for i in range(1, 101):
+	mac = "02:00:00:%02x:%02x:%02x" % ((i >> 16) & 255, (i >> 8) & 255, i & 255)
+	t0 = time.monotonic()
+	c1.request("POST", "/v1/devices/%s/revoke" % mac, json.dumps({"reason": "keyCompromise"}),
+	    {"Authorization": "Bearer " + rev, "Content-Type": "application/json"})
+	r = c1.getresponse(); r.read()
+	if r.status != 200:
+		continue
+	body = json.dumps({"device": {"mac": mac}, "resource": "ap-1", "action": "connect"})
+	while time.monotonic() - t0 < 5:
+		c2.request("POST", "/v1/authorize", body,
+		    {"Authorization": "Bearer " + ask, "Content-Type": "application/json"})
+		r = c2.getresponse(); d = json.loads(r.read())
+		if d.get("reason") == "device revoked":
+			break
+	lat.append((time.monotonic() - t0) * 1000)
+lat.sort()
+if lat:
+	print("bench: revocation_to_deny_p50_ms %.1f ms" % lat[len(lat) // 2])
+	print("bench: revocation_to_deny_p99_ms %.1f ms" % lat[min(len(lat) - 1, int(len(lat) * 0.99))])
+	print("bench: revocation_to_deny_max_ms %.1f ms" % lat[-1])
+PY
+kill -TERM "$second_pid"; wait "$second_pid" 2>/dev/null || true
 
 # nginx: a small static file, same machine, same wrk
 mkdir -p "$B/nginx/html" "$B/nginx/tmp"
@@ -111,11 +156,14 @@ http {
 	server { listen 127.0.0.1:$nport; root $B/nginx/html; }
 }
 NGINX
-nginx -c "$B/nginx/nginx.conf" -p "$B/nginx" && {
-	sleep 0.3
-	wrk_run nginx_static "http://127.0.0.1:$nport/index.json"
-	kill "$(cat "$B/nginx/nginx.pid")" 2>/dev/null || true
-}
+# in the foreground of a background job: run.sh's cleanup stops it
+nginx -c "$B/nginx/nginx.conf" -p "$B/nginx" -g 'daemon off;' &
+nginx_pid=$!
+tpms="$tpms $nginx_pid"
+sleep 0.3
+wrk_run nginx_static "http://127.0.0.1:$nport/index.json"
+kill "$nginx_pid" 2>/dev/null || true
+wait "$nginx_pid" 2>/dev/null || true
 
 # resident memory with 1,000,000 devices
 if [ "${BENCH_RSS_DEVICES:-1000000}" -gt 0 ]; then

@@ -145,5 +145,19 @@ check_eq "devices table intact" 3 "$(sql "select count(*) from devices")"
 
 check_out "policy lists resources and rules" '"name": "ap-lobby-3"' sh -c "curl -s -H 'Authorization: Bearer $(cat "$SEC")' $URL/v1/policy | jq ."
 check_eq "every change is audited" "6 4 2" "$(sql "select count(*) filter (where action like 'rule.add') || ' ' || count(*) filter (where action like 'resource.add') || ' ' || count(*) filter (where action like 'group.%') from audit_log")"
+# the same through provctl
+pc() { "$BIN/provctl" --url "$URL" --token-file "$SEC" "$@"; }
+check_out "provctl resource add" '^id [0-9]+, policy version [0-9]+$' pc resource add lab-9 --class room
+check_out "provctl rule add" '^id [0-9]+, policy version' pc rule add --group finance --resource lab-9 --action enter --allow --weekdays mon,tue,wed,thu,fri,sat,sun
+check_out "provctl group add" '^policy version' pc group add finance --device 00:1a:7d:da:74:03
+sleep 0.3
+check_out "provctl authorize: allow, exit 0" '^allow: allowed by rule' "$BIN/provctl" --url "$URL" --token-file "$AUTH" authorize 00:1a:7d:da:74:03 lab-9 enter
+"$BIN/provctl" --url "$URL" --token-file "$AUTH" authorize 00:1a:7d:da:74:03 lab-9 leave >/dev/null 2>&1
+check_eq "provctl authorize: deny exits 3" 3 "$?"
+check_out "provctl group remove" '^policy version' pc group remove finance --device 00:1a:7d:da:74:03
+check_out "provctl policy lists the rule" 'rule +[0-9]+ +allow +enter +\{"group": ?"finance"\}' pc policy
+check_fails_out "provctl rule add without an effect is a usage error" 'rule add --device' pc rule add --group finance --resource lab-9
+check_out "provctl resource del" '^policy version' pc resource del lab-9
+
 check_out "audit chain verifies" '^audit chain OK' provctl --token-file "$SEC" audit verify
 t_done

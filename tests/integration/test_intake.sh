@@ -169,7 +169,7 @@ check_eq "one job for the device" 1 "$(jobs_of 00:1a:7d:da:71:16)"
 # --- the signer dies mid-enrollment --------------------------------------
 check "device 5 on the air" device 5 00:1A:7D:DA:71:17 445566
 printf '445566\n' > "$T/pin5"
-signer=$(pgrep -f "provd signer" | head -n 1)
+signer=$(pgrep -P "$provd_pid" -f "provd signer" | head -n 1)
 check "the signer runs" test -n "$signer"
 kill -KILL "$signer" 2>/dev/null
 before=$(counts)
