@@ -93,6 +93,7 @@ struct authz {
 	struct index by_mac, by_id, by_fp;
 	struct policy *pol;
 	int loaded;			/* devices complete and current */
+	int reload_devices;		/* a refresh failed: reload them all */
 	EVP_PKEY *ca_key;		/* the issuing CA's public key */
 	X509_NAME *ca_name;
 	pthread_t listener;
@@ -561,8 +562,9 @@ device_refresh(struct authz *a, int64_t id)
 		}
 	} else {
 		/* could not read it: the cache may be stale, read per request
-		 * until the listener reloads */
+		 * until the listener has reloaded every device */
 		a->loaded = 0;
+		a->reload_devices = 1;
 	}
 	pthread_rwlock_unlock(&a->lock);
 }
@@ -609,7 +611,7 @@ listener_main(void *arg)
 		"provd_revocation", NULL };
 	struct authz *a = arg;
 	struct db_listener *l = NULL;
-	int backoff_ms = 100;
+	int backoff_ms = 100, reload_policy = 0;
 
 	while (!stopping(a)) {
 		if (l == NULL) {
@@ -631,7 +633,7 @@ listener_main(void *arg)
 				continue;
 			}
 		}
-		struct note_ctx c = { a, 0 };
+		struct note_ctx c = { a, reload_policy };
 		if (db_listen_poll(l, 250, on_note, &c) != 0) {
 			log_warnx("authorization cache: notifications lost; decisions read the "
 			    "database until the cache is reloaded");
@@ -642,8 +644,23 @@ listener_main(void *arg)
 			l = NULL;
 			continue;
 		}
-		if (c.reload_policy && policy_reload(a) != 0)
-			log_warnx("authorization cache: policy reload failed");
+		/* a failed reload is tried again at the next turn */
+		reload_policy = c.reload_policy && policy_reload(a) != 0;
+		if (reload_policy)
+			log_warnx("authorization cache: policy reload failed; retrying");
+		pthread_rwlock_rdlock(&a->lock);
+		int again = a->reload_devices;
+		pthread_rwlock_unlock(&a->lock);
+		if (again && a->s->cfg->authz_cache) {
+			pthread_rwlock_wrlock(&a->lock);
+			a->reload_devices = 0;
+			pthread_rwlock_unlock(&a->lock);
+			if (devices_reload(a) != 0) {
+				pthread_rwlock_wrlock(&a->lock);
+				a->reload_devices = 1;
+				pthread_rwlock_unlock(&a->lock);
+			}
+		}
 	}
 	db_listen_close(l);
 	return NULL;
@@ -816,6 +833,7 @@ decide(struct authz *a, const struct question *q, const char *actor, struct answ
 	memset(ans, 0, sizeof(*ans));
 	atomic_fetch_add(&a->decisions, 1);
 	pthread_rwlock_rdlock(&a->lock);
+	ans->version = a->pol->version;
 	loaded = a->loaded;
 	d = q->by == 1 ? find_mac(a, mac_key(q->mac)) : find_fp(a, q->fp);
 	if (d != NULL && loaded) {

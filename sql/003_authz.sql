@@ -217,12 +217,24 @@ begin
 			r_status := 'no_device';
 			return;
 		end if;
-	else
+	elsif p_add then
 		insert into users (name) values (p_user) on conflict (name) do nothing;
 		select id into strict v_user from users where name = p_user;
+	else
+		select id into v_user from users where name = p_user;
+		if not found then
+			r_status := 'unchanged';
+			return;
+		end if;
 	end if;
-	insert into groups (name) values (p_group) on conflict (name) do nothing;
-	select id into strict v_group from groups where name = p_group;
+	if p_add then
+		insert into groups (name) values (p_group) on conflict (name) do nothing;
+	end if;
+	select id into v_group from groups where name = p_group;
+	if not found then
+		r_status := 'unchanged';	-- removing from a group that does not exist
+		return;
+	end if;
 	if p_add then
 		insert into group_members (group_id, device_id, user_id)
 		values (v_group, v_dev, v_user) on conflict do nothing;
