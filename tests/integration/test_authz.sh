@@ -80,7 +80,7 @@ sleep 0.3
 check_eq "C is refused again" deny "$(ask '{"device":{"mac":"00:1a:7d:da:74:03"},"resource":"ap-lobby-3","action":"connect"}' | cut -d'|' -f1)"
 
 # time windows (UTC) and one-time grants
-now_h=$(date -u +%H)
+now_h=$(date -u +%-H)
 in_from=$(printf '%02d:00' "$now_h"); in_until=$(printf '%02d:00' $(( (now_h + 1) % 24 )))
 out_from=$(printf '%02d:00' $(( (now_h + 2) % 24 ))); out_until=$(printf '%02d:00' $(( (now_h + 3) % 24 )))
 check_eq "add resource door-7" 201 "$(post /v1/resources '{"name":"door-7"}')"
