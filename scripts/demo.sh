@@ -74,16 +74,9 @@ echo "provd at $URL"
 
 step "switching on four new devices (simulated: devagent on the simulated air)"
 # one device keeps its key in a TPM: a private swtpm
-if command -v swtpm >/dev/null 2>&1; then
-	mkdir -p "$D/tpm"
-	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-	swtpm socket --tpm2 --tpmstate dir="$D/tpm" \
-	    --server type=tcp,port=$port,bindaddr=127.0.0.1 \
-	    --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 \
-	    --flags not-need-init,startup-clear >/dev/null 2>&1 &
-	tpm=$!
-	sleep 0.3
-	tpm_opts="--keystore tpm2 --tcti swtpm:host=127.0.0.1,port=$port"
+if command -v swtpm >/dev/null 2>&1 && swtpm_start "$D/tpm"; then
+	tpm=$swtpm_pid
+	tpm_opts="--keystore tpm2 --tcti $swtpm_tcti"
 else
 	tpm_opts="--keystore file"
 fi

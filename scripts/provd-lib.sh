@@ -20,3 +20,34 @@ provd_start() {
 	done
 	URL=http://127.0.0.1:$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$2/provd.out")
 }
+
+# swtpm_start DIR: a private swtpm (state in DIR) on free 127.0.0.1 ports,
+# in the background; sets swtpm_pid and swtpm_tcti once it answers.
+# Returns non-zero if it does not come up within 10 s (three tries of a
+# port pair, in case one was taken meanwhile).
+swtpm_start() {
+	mkdir -p "$1"
+	for _try in 1 2 3; do
+		_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+		swtpm socket --tpm2 --tpmstate dir="$1" \
+		    --server type=tcp,port=$_port,bindaddr=127.0.0.1 \
+		    --ctrl type=tcp,port=$((_port + 1)),bindaddr=127.0.0.1 \
+		    --flags not-need-init,startup-clear >"$1/swtpm.log" 2>&1 &
+		swtpm_pid=$!
+		_n=0
+		while [ $_n -lt 100 ]; do
+			if python3 -c "import socket; socket.create_connection(('127.0.0.1', $_port), 0.2).close()" 2>/dev/null; then
+				swtpm_tcti="swtpm:host=127.0.0.1,port=$_port"
+				return 0
+			fi
+			kill -0 "$swtpm_pid" 2>/dev/null || break
+			_n=$((_n + 1))
+			sleep 0.1
+		done
+		kill "$swtpm_pid" 2>/dev/null
+		wait "$swtpm_pid" 2>/dev/null
+	done
+	echo "swtpm did not start:" >&2
+	cat "$1/swtpm.log" >&2
+	return 1
+}

@@ -91,17 +91,11 @@ ntpm=${BENCH_TPM_DEVICES:-4}
 : > "$B/tctis"
 i=0
 while [ $i -lt "$ntpm" ]; do
-	mkdir -p "$B/tpm$i"
-	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-	swtpm socket --tpm2 --tpmstate dir="$B/tpm$i" \
-	    --server type=tcp,port=$port,bindaddr=127.0.0.1 \
-	    --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 \
-	    --flags not-need-init,startup-clear >/dev/null 2>&1 &
-	tpms="$tpms $!"
-	echo "swtpm:host=127.0.0.1,port=$port" >> "$B/tctis"
+	swtpm_start "$B/tpm$i"
+	tpms="$tpms $swtpm_pid"
+	echo "$swtpm_tcti" >> "$B/tctis"
 	i=$((i + 1))
 done
-sleep 0.5
 "$top/build/tests/bench/bench_enroll" --url "$URL" --token-file "$B/token" --air "$B/air" \
     --state "$B/devices" --devices "$ntpm" --seconds "${BENCH_SECONDS:-10}" --keystore tpm2 \
     --tcti-file "$B/tctis" --prefix tpm

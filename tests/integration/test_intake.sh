@@ -182,16 +182,9 @@ check_out "a retry succeeds with a new signer" 'enrolled 00:1a:7d:da:71:17' \
     provctl enroll 00:1A:7D:DA:71:17 --label-mac 00:1A:7D:DA:71:17 --pin-file "$T/pin5"
 
 # --- tpm2 keystore on swtpm ----------------------------------------------
-if command -v swtpm >/dev/null; then
-	mkdir -p "$T/tpm"
-	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-	swtpm socket --tpm2 --tpmstate dir="$T/tpm" --server type=tcp,port=$port,bindaddr=127.0.0.1 \
-	    --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 --flags not-need-init,startup-clear \
-	    >/dev/null 2>&1 &
-	swtpm_pid=$!
-	sleep 0.3
+if command -v swtpm >/dev/null && swtpm_start "$T/tpm"; then
 	check "device 6 (tpm2) on the air" device 6 00:1A:7D:DA:71:18 918273 --keystore tpm2 \
-	    --tcti "swtpm:host=127.0.0.1,port=$port"
+	    --tcti "$swtpm_tcti"
 	printf '918273\n' > "$T/pin6"
 	check_fails_out "server keygen for a tpm2 device is refused" 'cannot store a delivered key' \
 	    provctl enroll 00:1A:7D:DA:71:18 --label-mac 00:1A:7D:DA:71:18 --pin-file "$T/pin6" --keygen server
@@ -199,7 +192,7 @@ if command -v swtpm >/dev/null; then
 	    provctl enroll 00:1A:7D:DA:71:18 --label-mac 00:1A:7D:DA:71:18 --pin-file "$T/pin6"
 	check_out "its identity is in the TPM keystore" 'keystore:    tpm2' "$BIN/devagent" --state "$T/dev6" show
 else
-	not_ok "swtpm is installed (make deps)"
+	not_ok "a private swtpm starts (swtpm from make deps)"
 fi
 
 # --- bad requests: clear error, nothing written ---------------------------
