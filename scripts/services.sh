@@ -7,6 +7,8 @@
 #   scripts/services.sh stop DIR                stop whatever DIR runs
 #   scripts/services.sh stop-ldap DIR           stop DIR's slapd only (its data stays)
 #   scripts/services.sh start-ldap DIR          start it again, same port and data
+#   scripts/services.sh restart-pg DIR          restart DIR's PostgreSQL (fast shutdown:
+#                                               its clients' connections are cut)
 #
 # start writes DIR/services.env (shell syntax) with PGHOST, PGPORT, PGUSER,
 # PGDATABASE, PGPASSFILE, PROVD_DB_CONNINFO, PROVD_DB_PASSWORD_FILE,
@@ -184,7 +186,7 @@ restart_ldap() {
 }
 
 cmd=${1:-}; dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: services.sh start|stop|stop-ldap|start-ldap DIR [pg] [ldap]"
+[ -n "$cmd" ] && [ -n "$dir" ] || die "usage: services.sh start|stop|stop-ldap|start-ldap|restart-pg DIR [pg] [ldap]"
 case $cmd in
 start)
 	mkdir -p "$dir"
@@ -213,6 +215,12 @@ stop-ldap)
 start-ldap)
 	dir=$(cd "$dir" && pwd) || die "no directory $dir"
 	restart_ldap "$dir"
+	;;
+restart-pg)
+	dir=$(cd "$dir" && pwd) || die "no directory $dir"
+	# same options as at start (pg_ctl keeps them in postmaster.opts)
+	as_pg "$PGBIN/pg_ctl" -D "$dir/pg/data" -l "$dir/pg/pg.log" -m fast -w -t 60 restart \
+		>/dev/null || die "postgres did not restart"
 	;;
 *) die "unknown command $cmd" ;;
 esac
