@@ -144,6 +144,10 @@ int ca_msg_crl_decode(const uint8_t *p, size_t len, struct ca_crl_req *req,
 #define CA_KEY_FILE_MAX (64 * 1024)
 /* A pem_password_cb that refuses to prompt: CA keys are stored unencrypted. */
 int ca_no_passphrase(char *buf, int size, int rwflag, void *u);
+/* Reads one PEM certificate from path (at most CA_CERT_FILE_MAX bytes),
+ * logging what is wrong. ERR_CRYPTO when it is not a PEM certificate. */
+#define CA_CERT_FILE_MAX (1024 * 1024)
+int ca_read_cert_file(const char *path, X509 **out);
 /* Reads a PEM private key; the file's bytes are wiped after parsing.
  * ERR_IO (or ERR_TOO_BIG) when unreadable, ERR_CRYPTO when not a key. */
 int ca_read_key_file(const char *path, EVP_PKEY **out);

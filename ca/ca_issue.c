@@ -18,7 +18,6 @@
 
 #include "ca/ca_int.h"
 
-#define CA_CERT_FILE_MAX (1024 * 1024)
 
 int
 ca_asn1_time_to_unix(const ASN1_TIME *t, int64_t *out)
@@ -232,35 +231,6 @@ load_key_file(const char *path, EVP_PKEY **out)
 	return r;
 }
 
-static int
-load_cert_file(const char *path, X509 **out)
-{
-	int r = ERR_INTERNAL;
-	char *buf = NULL;
-	size_t len = 0;
-	BIO *bio = NULL;
-
-	*out = NULL;
-	if ((r = file_read_all(path, CA_CERT_FILE_MAX, &buf, &len)) != 0) {
-		log_errx("cannot read %s: %s", path, provd_strerror(r));
-		goto out;
-	}
-	if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL) {
-		r = ERR_NOMEM;
-		goto out;
-	}
-	if ((*out = PEM_read_bio_X509(bio, NULL, ca_no_passphrase, NULL)) == NULL) {
-		log_ossl("%s: not a PEM certificate", path);
-		r = ERR_CRYPTO;
-		goto out;
-	}
-	r = 0;
-out:
-	BIO_free(bio);
-	free(buf);
-	return r;
-}
-
 int
 ca_key_load(const struct config *cfg, struct ca_key **out)
 {
@@ -286,7 +256,7 @@ ca_key_load(const struct config *cfg, struct ca_key **out)
 		r = ERR_CONFIG;
 		goto out;
 	}
-	if ((r = load_cert_file(path, &k->cert)) != 0)
+	if ((r = ca_read_cert_file(path, &k->cert)) != 0)
 		goto out;
 	if (X509_check_private_key(k->cert, k->pkey) != 1) {
 		log_ossl("%s/ca.key does not match ca.crt", cfg->ca_dir);

@@ -113,6 +113,35 @@ ca_no_passphrase(char *buf, int size, int rwflag, void *u)
 }
 
 int
+ca_read_cert_file(const char *path, X509 **out)
+{
+	int r = ERR_INTERNAL;
+	char *buf = NULL;
+	size_t len = 0;
+	BIO *bio = NULL;
+
+	*out = NULL;
+	if ((r = file_read_all(path, CA_CERT_FILE_MAX, &buf, &len)) != 0) {
+		log_errx("cannot read %s: %s", path, provd_strerror(r));
+		goto out;
+	}
+	if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL) {
+		r = ERR_NOMEM;
+		goto out;
+	}
+	if ((*out = PEM_read_bio_X509(bio, NULL, ca_no_passphrase, NULL)) == NULL) {
+		log_ossl("%s: not a PEM certificate", path);
+		r = ERR_CRYPTO;
+		goto out;
+	}
+	r = 0;
+out:
+	BIO_free(bio);
+	free(buf);
+	return r;
+}
+
+int
 ca_read_key_file(const char *path, EVP_PKEY **out)
 {
 	int r = ERR_INTERNAL;

@@ -21,7 +21,6 @@
 
 #include "ca/ca_int.h"
 
-#define CERT_FILE_MAX (64 * 1024)
 #define NHASH 4				/* CertID hash algorithms we match */
 
 /* The issuing CA's name and key hashes under one CertID hash algorithm. */
@@ -58,35 +57,6 @@ struct ca_ocsp_request {
 /* ---------------------------------------------------------------------
  * The responder.
  */
-static int
-read_cert(const char *path, X509 **out)
-{
-	int r = ERR_INTERNAL;
-	char *buf = NULL;
-	size_t len = 0;
-	BIO *bio = NULL;
-
-	*out = NULL;
-	if ((r = file_read_all(path, CERT_FILE_MAX, &buf, &len)) != 0) {
-		log_errx("cannot read %s: %s", path, provd_strerror(r));
-		goto out;
-	}
-	if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL) {
-		r = ERR_NOMEM;
-		goto out;
-	}
-	if ((*out = PEM_read_bio_X509(bio, NULL, ca_no_passphrase, NULL)) == NULL) {
-		log_ossl("%s: not a PEM certificate", path);
-		r = ERR_CONFIG;
-		goto out;
-	}
-	r = 0;
-out:
-	BIO_free(bio);
-	free(buf);
-	return r;
-}
-
 static int
 path_in(const char *dir, const char *name, char *out, size_t outlen)
 {
@@ -160,8 +130,11 @@ ca_ocsp_responder_load(const char *dir, struct ca_ocsp_responder **out)
 		r = r == ERR_CRYPTO ? ERR_CONFIG : r;
 		goto out;
 	}
-	if ((r = read_cert(cpath, &o->cert)) != 0 || (r = read_cert(ipath, &issuer)) != 0)
+	if ((r = ca_read_cert_file(cpath, &o->cert)) != 0 ||
+	    (r = ca_read_cert_file(ipath, &issuer)) != 0) {
+		r = r == ERR_CRYPTO ? ERR_CONFIG : r;
 		goto out;
+	}
 	r = ERR_CONFIG;
 	if (X509_check_private_key(o->cert, o->key) != 1) {
 		log_ossl("%s does not match %s", kpath, cpath);

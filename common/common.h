@@ -129,6 +129,10 @@ int file_read_all(const char *path, size_t max, char **out, size_t *outlen);
  * OpenSSL secure heap, release with secret_free(). */
 int secret_read_file(const char *path, char **out);
 void secret_free(char *s);
+/* Takes a secret given on the command line: *out is a copy on the secure
+ * heap (secret_free()), and arg is wiped so that it no longer shows in the
+ * process's arguments. Returns 0 or ERR_NOMEM. */
+int secret_take_arg(char *arg, char **out);
 /* Writes data to path atomically (temp file, fsync, rename) with mode. */
 int file_write_atomic(const char *path, const void *data, size_t len, unsigned mode);
 /* strtoll with full-string and range checks. Returns 0 or ERR_INVALID. */

@@ -161,6 +161,18 @@ out:
 	return r;
 }
 
+int
+secret_take_arg(char *arg, char **out)
+{
+	size_t len = strlen(arg);
+
+	if ((*out = OPENSSL_secure_zalloc(len + 1)) == NULL)
+		return ERR_NOMEM;
+	memcpy(*out, arg, len);
+	OPENSSL_cleanse(arg, len);
+	return 0;
+}
+
 void
 secret_free(char *s)
 {

@@ -70,12 +70,9 @@ cmd_init(const char *state, int argc, char **argv)
 		switch (c) {
 		case 'a': o.addr = optarg; break;
 		case 'p':
-			/* a copy on the secure heap; the command line is wiped */
 			secret_free(pin);
-			if ((pin = OPENSSL_secure_zalloc(strlen(optarg) + 1)) == NULL)
+			if (secret_take_arg(optarg, &pin) != 0)
 				return 1;
-			memcpy(pin, optarg, strlen(optarg));
-			OPENSSL_cleanse(optarg, strlen(optarg));
 			break;
 		case 'P':
 			secret_free(pin);

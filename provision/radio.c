@@ -3,8 +3,12 @@
  * the table below; every other call checks its arguments and goes through
  * that backend's function table (radio_int.h). One file per backend.
  */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "provision/provision.h"
 #include "provision/radio_int.h"
@@ -36,6 +40,77 @@ radio_deadline_left(uint64_t deadline)
 		return 0;
 	left = (deadline - now + 999999u) / 1000000u;
 	return left > INT32_MAX ? INT32_MAX : (int)left;
+}
+
+/* ---------------------------------------------------------------------
+ * Socket links, shared by the backends whose links are plain sockets.
+ */
+/* Waits for events on fd until deadline: 0, ERR_TIMEOUT or ERR_IO. */
+int
+radio_fd_wait(int fd, short events, uint64_t deadline)
+{
+	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = events };
+		int left = radio_deadline_left(deadline);
+		int n = poll(&pfd, 1, left);
+		if (n > 0)
+			return 0;	/* ready, or hangup/error for the caller to see */
+		if (n == 0)
+			return ERR_TIMEOUT;
+		if (errno != EINTR) {
+			log_warnx("poll: %s", strerror(errno));
+			return ERR_IO;
+		}
+	}
+}
+
+/* Reads 1..len bytes. EOF and resets are ERR_IO. */
+int
+radio_fd_read_some(int fd, void *buf, size_t len, size_t *got, uint64_t deadline)
+{
+	int rc;
+
+	*got = 0;
+	for (;;) {
+		ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
+		if (n > 0) {
+			*got = (size_t)n;
+			return 0;
+		}
+		if (n == 0)
+			return ERR_IO;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return ERR_IO;
+		if ((rc = radio_fd_wait(fd, POLLIN, deadline)) != 0)
+			return rc;
+	}
+}
+
+/* Writes all len bytes; *sent says how many went out before a failure. */
+int
+radio_fd_write_all(int fd, const void *buf, size_t len, size_t *sent,
+    uint64_t deadline)
+{
+	int rc;
+
+	*sent = 0;
+	while (*sent < len) {
+		ssize_t n = send(fd, (const uint8_t *)buf + *sent, len - *sent,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n >= 0) {
+			*sent += (size_t)n;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return ERR_IO;
+		if ((rc = radio_fd_wait(fd, POLLOUT, deadline)) != 0)
+			return rc;
+	}
+	return 0;
 }
 
 int

@@ -772,26 +772,8 @@ bz_rfcomm_socket(int *fd)
 	return ERR_UNAVAILABLE;
 }
 
-/* Waits for events on fd until deadline: 0, ERR_TIMEOUT or ERR_IO. */
-static int
-bz_wait(int fd, short events, uint64_t deadline)
-{
-	for (;;) {
-		struct pollfd pfd = { .fd = fd, .events = events };
-		int n = poll(&pfd, 1, radio_deadline_left(deadline));
-		if (n > 0)
-			return 0;	/* ready, or hangup/error for the caller to see */
-		if (n == 0)
-			return ERR_TIMEOUT;
-		if (errno != EINTR) {
-			log_warnx("poll: %s", strerror(errno));
-			return ERR_IO;
-		}
-	}
-}
-
 /*
- * Like bz_wait, serving the bus meanwhile (the agent may be asked about the
+ * Like radio_fd_wait, serving the bus meanwhile (the agent may be asked about the
  * link being set up): 0 when fd is ready (or has a hangup or error for the
  * caller to see), ERR_TIMEOUT, ERR_UNAVAILABLE when the bus failed, ERR_IO.
  */
@@ -1453,25 +1435,9 @@ static int
 bz_link_write(struct radio_link *l, const void *buf, size_t len, int timeout_ms)
 {
 	struct bz_link *bl = l->be;
-	uint64_t deadline = radio_deadline_set(timeout_ms);
-	size_t sent = 0;
-	int rc;
+	size_t sent;
 
-	while (sent < len) {
-		ssize_t n = send(bl->fd, (const uint8_t *)buf + sent, len - sent,
-		    MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n >= 0) {
-			sent += (size_t)n;
-			continue;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return ERR_IO;
-		if ((rc = bz_wait(bl->fd, POLLOUT, deadline)) != 0)
-			return rc;
-	}
-	return 0;
+	return radio_fd_write_all(bl->fd, buf, len, &sent, radio_deadline_set(timeout_ms));
 }
 
 static int
@@ -1479,25 +1445,8 @@ bz_link_read_some(struct radio_link *l, void *buf, size_t len, size_t *got,
     int timeout_ms)
 {
 	struct bz_link *bl = l->be;
-	uint64_t deadline = radio_deadline_set(timeout_ms);
-	int rc;
 
-	*got = 0;
-	for (;;) {
-		ssize_t n = recv(bl->fd, buf, len, MSG_DONTWAIT);
-		if (n > 0) {
-			*got = (size_t)n;
-			return 0;
-		}
-		if (n == 0)
-			return ERR_IO;
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return ERR_IO;
-		if ((rc = bz_wait(bl->fd, POLLIN, deadline)) != 0)
-			return rc;
-	}
+	return radio_fd_read_some(bl->fd, buf, len, got, radio_deadline_set(timeout_ms));
 }
 
 static int

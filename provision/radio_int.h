@@ -75,6 +75,16 @@ extern const struct radio_ops radio_bluez_ops;
 uint64_t radio_deadline_set(int timeout_ms);
 int radio_deadline_left(uint64_t deadline);
 
+/*
+ * Links that are plain non-blocking-capable sockets (sim, bluez): wait for
+ * events until deadline (0, ERR_TIMEOUT, ERR_IO); read 1..len bytes (EOF and
+ * resets are ERR_IO); write all len bytes (*sent: how many went out before a
+ * failure).
+ */
+int radio_fd_wait(int fd, short events, uint64_t deadline);
+int radio_fd_read_some(int fd, void *buf, size_t len, size_t *got, uint64_t deadline);
+int radio_fd_write_all(int fd, const void *buf, size_t len, size_t *sent, uint64_t deadline);
+
 /* Whether addr is an acceptable device address (unicast, not all zero). */
 int radio_addr_ok(const uint8_t addr[MAC_LEN]);
 /* Checks a device name: NUL-terminated within RADIO_NAME_MAX bytes (so at

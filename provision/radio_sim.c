@@ -125,49 +125,6 @@ sim_sleep_ms(int ms)
 		;
 }
 
-/* Waits for events on fd until deadline: 0, ERR_TIMEOUT or ERR_IO. */
-static int
-sim_wait(int fd, short events, uint64_t deadline)
-{
-	for (;;) {
-		struct pollfd pfd = { .fd = fd, .events = events };
-		int left = radio_deadline_left(deadline);
-		int n = poll(&pfd, 1, left);
-		if (n > 0)
-			return 0;	/* ready, or hangup/error for the caller to see */
-		if (n == 0)
-			return ERR_TIMEOUT;
-		if (errno != EINTR) {
-			log_warnx("poll: %s", strerror(errno));
-			return ERR_IO;
-		}
-	}
-}
-
-/* Reads 1..len bytes. EOF and resets are ERR_IO. */
-static int
-sim_fd_read_some(int fd, void *buf, size_t len, size_t *got, uint64_t deadline)
-{
-	int rc;
-
-	*got = 0;
-	for (;;) {
-		ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
-		if (n > 0) {
-			*got = (size_t)n;
-			return 0;
-		}
-		if (n == 0)
-			return ERR_IO;
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return ERR_IO;
-		if ((rc = sim_wait(fd, POLLIN, deadline)) != 0)
-			return rc;
-	}
-}
-
 /* Reads exactly len bytes; *got says how many arrived before a failure. */
 static int
 sim_fd_read_exact(int fd, void *buf, size_t len, size_t *got, uint64_t deadline)
@@ -177,35 +134,10 @@ sim_fd_read_exact(int fd, void *buf, size_t len, size_t *got, uint64_t deadline)
 	*got = 0;
 	while (*got < len) {
 		size_t n;
-		if ((rc = sim_fd_read_some(fd, (uint8_t *)buf + *got, len - *got,
+		if ((rc = radio_fd_read_some(fd, (uint8_t *)buf + *got, len - *got,
 		    &n, deadline)) != 0)
 			return rc;
 		*got += n;
-	}
-	return 0;
-}
-
-/* Writes all len bytes; *sent says how many went out before a failure. */
-static int
-sim_fd_write_all(int fd, const void *buf, size_t len, size_t *sent,
-    uint64_t deadline)
-{
-	int rc;
-
-	*sent = 0;
-	while (*sent < len) {
-		ssize_t n = send(fd, (const uint8_t *)buf + *sent, len - *sent,
-		    MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n >= 0) {
-			*sent += (size_t)n;
-			continue;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return ERR_IO;
-		if ((rc = sim_wait(fd, POLLOUT, deadline)) != 0)
-			return rc;
 	}
 	return 0;
 }
@@ -660,7 +592,7 @@ sim_connect(struct radio *r, const uint8_t addr[MAC_LEN], int timeout_ms,
 	hdr[4] = SIM_VERSION;
 	hdr[5] = 0;
 	memcpy(hdr + 6, sim_own_addr(s), MAC_LEN);
-	if ((rc = sim_fd_write_all(fd, hdr, sizeof(hdr), &sent, deadline)) != 0) {
+	if ((rc = radio_fd_write_all(fd, hdr, sizeof(hdr), &sent, deadline)) != 0) {
 		log_debug("%s: sending the header: %s", sun.sun_path,
 		    provd_strerror(rc));
 		goto out;
@@ -716,7 +648,7 @@ sim_accept(struct radio *r, int timeout_ms, struct radio_link *l)
 	for (;;) {
 		int left;
 
-		if ((rc = sim_wait(s->lfd, POLLIN, deadline)) != 0)
+		if ((rc = radio_fd_wait(s->lfd, POLLIN, deadline)) != 0)
 			goto out;
 		fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0) {
@@ -773,7 +705,7 @@ sim_link_write(struct radio_link *l, const void *buf, size_t len, int timeout_ms
 		n = sl->drop_left;	/* only up to the limit */
 		reaches = 1;
 	}
-	rc = sim_fd_write_all(sl->fd, buf, n, &sent, deadline);
+	rc = radio_fd_write_all(sl->fd, buf, n, &sent, deadline);
 	if (sl->drop_armed)
 		sl->drop_left -= sent;
 	if (rc != 0)
@@ -797,7 +729,7 @@ sim_link_read_some(struct radio_link *l, void *buf, size_t len, size_t *got,
 
 	if (sl->dropped)
 		return ERR_IO;
-	return sim_fd_read_some(sl->fd, buf, len, got, radio_deadline_set(timeout_ms));
+	return radio_fd_read_some(sl->fd, buf, len, got, radio_deadline_set(timeout_ms));
 }
 
 static int

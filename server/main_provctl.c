@@ -662,12 +662,9 @@ cmd_enroll(struct ctl *c, int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
 		switch (ch) {
 		case 'p':
-			/* a copy on the secure heap; the command line is wiped */
 			secret_free(pin);
-			if ((pin = OPENSSL_secure_zalloc(strlen(optarg) + 1)) == NULL)
+			if (secret_take_arg(optarg, &pin) != 0)
 				goto out;
-			memcpy(pin, optarg, strlen(optarg));
-			OPENSSL_cleanse(optarg, strlen(optarg));
 			break;
 		case 'P':
 			secret_free(pin);
