@@ -22,12 +22,20 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 die() { echo "services: $*" >&2; exit 1; }
 
 port_in_use() { ss -ltnH "sport = :$1" 2>/dev/null | grep -q .; }
+# any TCP socket on the port, listening or not: a client's local port
+# makes a later bind() fail just the same
+port_taken() { ss -tanH "sport = :$1" 2>/dev/null | grep -q .; }
 
+# a port below the kernel's ephemeral range, so that no outgoing connection
+# can take it between this choice and the server's bind()
 free_port() {
+	lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+	[ "$lo" -gt 12000 ] 2>/dev/null || lo=32768
+	span=$((lo - 11000))
 	i=0
 	while [ $i -lt 200 ]; do
-		p=$(( $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 30000 + 20000 ))
-		if ! port_in_use "$p" && ! port_in_use $((p + 1)); then echo "$p"; return 0; fi
+		p=$(( $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % span + 10000 ))
+		if ! port_taken "$p" && ! port_taken $((p + 1)); then echo "$p"; return 0; fi
 		i=$((i + 1))
 	done
 	die "no free port found"
@@ -67,12 +75,20 @@ start_pg() {
 	as_pg "$PGBIN/initdb" -D "$d/data" -U postgres -A scram-sha-256 --pwfile="$d/pwfile" \
 		-E UTF8 --locale=C.UTF-8 --no-sync >"$d/initdb.log" 2>&1 || { cat "$d/initdb.log" >&2; die "initdb failed"; }
 	rm -f "$d/pwfile"
-	port=$(free_port)
 	fast=""
 	[ "${PROVD_PG_FAST:-0}" = 1 ] && fast="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-	as_pg "$PGBIN/pg_ctl" -D "$d/data" -l "$d/pg.log" -w -t 60 \
-		-o "-c listen_addresses=127.0.0.1 -p $port -k $d -c max_connections=200 -c shared_buffers=256MB $fast" \
-		start >/dev/null || { cat "$d/pg.log" >&2; die "postgres did not start"; }
+	tries=0
+	while :; do
+		port=$(free_port)
+		as_pg "$PGBIN/pg_ctl" -D "$d/data" -l "$d/pg.log" -w -t 60 \
+			-o "-c listen_addresses=127.0.0.1 -p $port -k $d -c max_connections=200 -c shared_buffers=256MB $fast" \
+			start >/dev/null && break
+		tries=$((tries + 1))
+		# another port only if this one was taken in the meantime
+		if [ $tries -ge 5 ] || ! grep -q "could not bind" "$d/pg.log" 2>/dev/null; then
+			cat "$d/pg.log" >&2; die "postgres did not start"
+		fi
+	done
 	# secrets for clients: a libpq password file and a provd secret file
 	printf '127.0.0.1:%s:*:postgres:%s\n' "$port" "$pw" > "$1/pgpass"
 	printf '%s\n' "$pw" > "$1/db.secret"
@@ -131,10 +147,23 @@ include $s"
 	index objectClass eq
 	index macAddress eq
 	EOF
-	port=$(free_port)
-	slapd -f "$d/slapd.conf" -F "$d/slapd.d" -h "ldap://127.0.0.1:$port/" >"$d/slapd.log" 2>&1 ||
-		{ cat "$d/slapd.log" >&2; die "slapd did not start"; }
-	wait_port "$port" 10 || die "slapd is not listening on $port"
+	# slapd logs to syslog only: a failed start (most often a port taken
+	# in the meantime) is retried on another port, then reported
+	tries=0
+	while :; do
+		port=$(free_port)
+		if slapd -f "$d/slapd.conf" -F "$d/slapd.d" -h "ldap://127.0.0.1:$port/" >"$d/slapd.log" 2>&1 &&
+		    wait_port "$port" 10; then
+			break
+		fi
+		tries=$((tries + 1))
+		[ -f "$d/slapd.pid" ] && kill "$(cat "$d/slapd.pid")" 2>/dev/null || true
+		rm -f "$d/slapd.pid"
+		if [ $tries -ge 5 ]; then
+			cat "$d/slapd.log" >&2
+			die "slapd did not start (5 ports tried; run slapd -d 1 -f $d/slapd.conf to see why)"
+		fi
+	done
 	echo "$port" > "$d/port"
 	ldapadd -x -H "ldap://127.0.0.1:$port/" -D "cn=admin,dc=example,dc=org" -y "$1/ldap.secret" >/dev/null <<-EOF
 	dn: dc=example,dc=org
