@@ -41,6 +41,11 @@ const struct route routes_table[] = {
 	{ "POST", "/ocsp", route_ocsp_post, 0, 0 },
 	{ "POST", "/v1/directory/resync", route_directory_resync, ROLE_BIT(DB_ROLE_ADMIN), 0 },
 	{ "GET", "/v1/directory/status", route_directory_status, ROLES_READ, 0 },
+	/* renewal: the device proves itself with its current certificate */
+	{ "POST", "/v1/renew", route_renew, 0, 1 },
+	{ "GET", "/v1/renew/{}", route_renew_status, 0, 0 },
+	{ "POST", "/v1/devices/{}/renew-request", route_device_renew_request, ROLES_REVOKE, 0 },
+	{ "PUT", "/v1/groups/{}/validity", route_group_validity, ROLES_POLICY, 1 },
 };
 const size_t routes_count = sizeof(routes_table) / sizeof(routes_table[0]);
 

@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <jansson.h>
 #include <microhttpd.h>
+#include <openssl/x509.h>
 
 #include "common/common.h"
 #include "ca/ca.h"
@@ -177,6 +178,19 @@ void authz_stats(struct server *s, int *loaded, size_t *devices, int64_t *versio
 #define ROLES_AUTHORIZE (ROLE_BIT(DB_ROLE_AUTHORIZER) | ROLE_BIT(DB_ROLE_ADMIN))
 #define ROLES_POLICY (ROLE_BIT(DB_ROLE_SECURITY) | ROLE_BIT(DB_ROLE_ADMIN))
 
+/* Client certificates (http.c): the certificate a TLS client presented, as
+ * an OpenSSL X509 (*out new, X509_free()), or *out NULL when the connection
+ * is plain HTTP or the client sent none. Nothing is verified here. */
+int http_client_cert(struct req *rq, X509 **out);
+
+/* Device certificates presented to provd (renew.c): x must chain to our CA
+ * (the CA chain in chain.pem), be within its validity, and be on record as
+ * the device's active certificate. Fills *c (db_cert_clear()) and returns 0;
+ * ERR_AUTH with a public reason in why otherwise (ERR_FORBIDDEN when it is
+ * ours and on record but expired: intake is the way back). */
+int server_cert_verify(struct server *s, X509 *x, struct db_cert *c, char *why,
+    size_t whylen);
+
 /* Routes, defined in routes_*.c */
 extern const struct route routes_table[];
 extern const size_t routes_count;
@@ -207,5 +221,10 @@ void route_ocsp_get(struct server *s, struct req *rq);
 void route_ocsp_post(struct server *s, struct req *rq);
 void route_directory_resync(struct server *s, struct req *rq);
 void route_directory_status(struct server *s, struct req *rq);
+/* renewal (renew.c) */
+void route_renew(struct server *s, struct req *rq);
+void route_renew_status(struct server *s, struct req *rq);
+void route_device_renew_request(struct server *s, struct req *rq);
+void route_group_validity(struct server *s, struct req *rq);
 
 #endif
