@@ -112,6 +112,12 @@ api() {
 	fi
 }
 
+# serial32 HEX: a serial as provd writes it (32 lowercase hex digits), from
+# openssl's or BN_bn2hex's form, which drop leading zero bytes
+serial32() { _s=$(echo "$1" | tr 'A-F' 'a-f'); while [ ${#_s} -lt 32 ]; do _s=0$_s; done; echo "$_s"; }
+# serial_ossl SERIAL32: the same serial as openssl prints it
+serial_ossl() { echo "$1" | sed 's/^\(00\)*//' | tr a-f A-F; }
+
 counts() { sql "select (select count(*) from devices), (select count(*) from certificates), (select count(*) from audit_log), (select count(*) from directory_outbox)"; }
 
 t_done() {

@@ -53,7 +53,7 @@ check "the base ou was created" sh -c "ldapsearch -x -LLL -H '$LDAP_URI' -D '$LD
 ldap ou=devices "(macAddress=00:1a:7d:da:71:13)" > "$T/e1.ldif"
 check_eq "one entry for the device" 1 "$(grep -c '^dn: ' "$T/e1.ldif")"
 check "entry has userCertificate;binary" grep -q '^userCertificate;binary:: ' "$T/e1.ldif"
-check "the certificate is the one issued" sh -c "sed -n 's/^userCertificate;binary:: //p' '$T/e1.ldif' | openssl base64 -d -A | openssl x509 -inform DER -noout -serial | tr 'A-F' 'a-f' | grep -q '$serial'"
+check "the certificate is the one issued" sh -c "sed -n 's/^userCertificate;binary:: //p' '$T/e1.ldif' | openssl base64 -d -A | openssl x509 -inform DER -noout -serial | sed 's/serial=//' | grep -qx '$(serial_ossl "$serial")'"
 check "objectClasses device, ieee802Device, pkiUser" sh -c "grep -q '^objectClass: device' '$T/e1.ldif' && grep -q '^objectClass: ieee802Device' '$T/e1.ldif' && grep -q '^objectClass: pkiUser' '$T/e1.ldif'"
 check "serialNumber" grep -q "^serialNumber: $serial" "$T/e1.ldif"
 check "status active" grep -q '^description: status: active$' "$T/e1.ldif"

@@ -73,7 +73,7 @@ for st in link keygen ca push record; do
 done
 serial=$(sed -n 's/.*certificate serial \([0-9a-f]*\),.*/\1/p' "$T/enroll1.out")
 check_out "the device is provisioned" 'intake:      closed \(provisioned\)' "$BIN/devagent" --state "$T/dev1" show
-check_out "the device holds the certificate" "certificate: serial $(echo "$serial" | tr a-f A-F)" "$BIN/devagent" --state "$T/dev1" show
+check_out "the device holds the certificate" "certificate: serial $(serial_ossl "$serial")\$" "$BIN/devagent" --state "$T/dev1" show
 # the installed identity: keystore/id -> id.<hex>/ with cert.der, key.pem, chain.pem
 devcert=$T/dev1.crt
 openssl x509 -inform DER -in "$T/dev1/keystore/id/cert.der" -out "$devcert" 2>/dev/null

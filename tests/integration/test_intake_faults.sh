@@ -66,7 +66,7 @@ fault() {
 		    "$(sql "select d.status || '|' || c.status || '|' || c.revocation_reason from certificates c join devices d on d.id = c.device_id where d.mac = '$_mac'")"
 		_serial=$(sql "select c.serial from certificates c join devices d on d.id = c.device_id where d.mac = '$_mac'")
 		provctl crl --pem --out "$T/crl-$_m.pem" >/dev/null 2>&1
-		check_out "$_m: the pushed certificate is on the CRL" "Serial Number: *$(echo "$_serial" | tr a-f A-F)" \
+		check_out "$_m: the pushed certificate is on the CRL" "Serial Number: *$(serial_ossl "$_serial")\$" \
 		    openssl crl -in "$T/crl-$_m.pem" -noout -text
 	else
 		check_eq "$_m: no device and no certificate recorded" "$_before|0|0" \

@@ -24,7 +24,7 @@ check "extendedKeyUsage client+server" sh -c "grep -A1 'Extended Key Usage' '$T/
 check "CRL distribution point" grep -q 'URI:http://127.0.0.1:8440/v1/crl' "$T/d1.txt"
 check "OCSP AIA" grep -q 'OCSP - URI:http://127.0.0.1:8440/ocsp' "$T/d1.txt"
 check "SKI and AKI" sh -c "grep -q 'Subject Key Identifier' '$T/d1.txt' && grep -q 'Authority Key Identifier' '$T/d1.txt'"
-serial=$(openssl x509 -in "$T/d1.pem" -noout -serial | sed 's/serial=//' | tr 'A-F' 'a-f')
+serial=$(serial32 "$(openssl x509 -in "$T/d1.pem" -noout -serial | sed 's/serial=//')")
 slen=$(printf %s "$serial" | wc -c)
 check "128-bit serial ($slen hex digits)" test "$slen" -ge 30 -a "$slen" -le 32
 check_eq "no device or certificate before" "0|0" "$(echo "$before" | cut -d'|' -f1,2)"
