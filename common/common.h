@@ -6,6 +6,7 @@
 #ifndef PROVD_COMMON_H
 #define PROVD_COMMON_H
 
+#include <openssl/types.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdarg.h>
@@ -87,9 +88,17 @@ void mac_format_hex(const uint8_t mac[MAC_LEN], char out[MAC_HEX_LEN]);
  * Optional-data extension (DESIGN.md, Fig. 6 4020): non-critical, under
  * OPTDATA_OID, DER SEQUENCE { owner [0] UTF8String OPTIONAL,
  * groups [1] SEQUENCE OF UTF8String OPTIONAL,
- * resourceClasses [2] SEQUENCE OF UTF8String OPTIONAL }.
+ * resourceClasses [2] SEQUENCE OF UTF8String OPTIONAL,
+ * roles [3] SEQUENCE OF UTF8String OPTIONAL }.
  */
-#define OPTDATA_OID "2.25.195004117390358504656546335710953266857"	/* UUID 92b46d49-0fe7-43b0-805d-85da4cbadea9 */
+/*
+ * The extension's OID. Every arc fits in 64 bits: GnuTLS (libtasn1, and
+ * with it libmicrohttpd's TLS) and several other X.509 readers refuse a
+ * whole certificate that has a longer arc, such as a UUID under 2.25.
+ * Certificates issued before under OPTDATA_OID_UUID are still read.
+ */
+#define OPTDATA_OID "1.3.6.1.4.1.32473.4020.1"
+#define OPTDATA_OID_UUID "2.25.195004117390358504656546335710953266857"	/* UUID 92b46d49-0fe7-43b0-805d-85da4cbadea9 */
 #define OPTDATA_MAX_ITEMS 32
 #define OPTDATA_MAX_STR 128
 
@@ -99,13 +108,23 @@ struct optdata {
 	size_t ngroups;
 	char *classes[OPTDATA_MAX_ITEMS];
 	size_t nclasses;
+	char *roles[OPTDATA_MAX_ITEMS];	/* what the holder may do at provd */
+	size_t nroles;
 };
+
+/* The one role provd knows: an access point, which may ask
+ * POST /v1/authorize with this certificate instead of an API token. */
+#define OPTDATA_ROLE_ACCESS_POINT "access-point"
 
 /* Encodes od as DER into a new buffer (*der, freed by the caller with free()). */
 int optdata_encode(const struct optdata *od, uint8_t **der, size_t *derlen);
 /* Decodes DER into *od (strings owned by od; release with optdata_clear). */
 int optdata_decode(const uint8_t *der, size_t derlen, struct optdata *od);
 void optdata_clear(struct optdata *od);
+/* The DER content of x's optional-data extension (under OPTDATA_OID, or
+ * OPTDATA_OID_UUID in older certificates): 1 with *der and *len pointing into x,
+ * or 0 when x has none. */
+int optdata_ext_find(const X509 *x, const uint8_t **der, size_t *len);
 /* Checks a name for owner/groups: 1..OPTDATA_MAX_STR bytes of printable UTF-8
  * without control characters. Returns 0 or ERR_INVALID. */
 int optdata_check_name(const char *s);
@@ -175,6 +194,7 @@ struct config {
 	char *crl_url;			/* optional: CRL distribution point */
 	char *ocsp_url;			/* optional: OCSP AIA */
 	int64_t crl_next_update_s;	/* default 86400 */
+	int64_t crl_base_interval_s;	/* a new base CRL this often, default 43200 */
 	int allow_rsa;			/* RSA >= 2048 CSR keys, default no */
 	int64_t max_csr;		/* bytes, default 8192 */
 	int64_t ocsp_cert_days;		/* delegated OCSP signer, default 30 */

@@ -1,11 +1,17 @@
 /*
  * optdata.c: the optional-data certificate extension (owner, groups,
- * resource classes) encoded and decoded with OpenSSL's ASN.1 templates.
+ * resource classes, roles) encoded and decoded with OpenSSL's ASN.1
+ * templates.
  *
  *   OptionalData ::= SEQUENCE {            -- IMPLICIT TAGS
  *       owner           [0] UTF8String OPTIONAL,
  *       groups          [1] SEQUENCE OF UTF8String OPTIONAL,
- *       resourceClasses [2] SEQUENCE OF UTF8String OPTIONAL }
+ *       resourceClasses [2] SEQUENCE OF UTF8String OPTIONAL,
+ *       roles           [3] SEQUENCE OF UTF8String OPTIONAL }
+ *
+ * roles came last and is optional, so certificates made before it decode
+ * unchanged. Unknown role names decode like any other name; what a role
+ * grants is for the reader to decide.
  *
  * OpenSSL's template macros need a typedef'd struct; that is the one
  * exception to our no-typedef rule.
@@ -14,6 +20,9 @@
 #include <string.h>
 #include <openssl/asn1.h>
 #include <openssl/asn1t.h>
+#include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
 
 #include "common/common.h"
 
@@ -21,12 +30,14 @@ typedef struct {
 	ASN1_UTF8STRING *owner;
 	STACK_OF(ASN1_UTF8STRING) *groups;
 	STACK_OF(ASN1_UTF8STRING) *classes;
+	STACK_OF(ASN1_UTF8STRING) *roles;
 } PROVD_OPTDATA;
 
 ASN1_SEQUENCE(PROVD_OPTDATA) = {
 	ASN1_IMP_OPT(PROVD_OPTDATA, owner, ASN1_UTF8STRING, 0),
 	ASN1_IMP_SEQUENCE_OF_OPT(PROVD_OPTDATA, groups, ASN1_UTF8STRING, 1),
 	ASN1_IMP_SEQUENCE_OF_OPT(PROVD_OPTDATA, classes, ASN1_UTF8STRING, 2),
+	ASN1_IMP_SEQUENCE_OF_OPT(PROVD_OPTDATA, roles, ASN1_UTF8STRING, 3),
 } ASN1_SEQUENCE_END(PROVD_OPTDATA)
 
 DECLARE_ASN1_FUNCTIONS(PROVD_OPTDATA)
@@ -122,7 +133,8 @@ optdata_encode(const struct optdata *od, uint8_t **der, size_t *derlen)
 		}
 	}
 	if ((r = push_strings(&o->groups, od->groups, od->ngroups)) != 0 ||
-	    (r = push_strings(&o->classes, od->classes, od->nclasses)) != 0)
+	    (r = push_strings(&o->classes, od->classes, od->nclasses)) != 0 ||
+	    (r = push_strings(&o->roles, od->roles, od->nroles)) != 0)
 		goto out;
 	if ((len = i2d_PROVD_OPTDATA(o, NULL)) <= 0) {
 		log_ossl("i2d optional data");
@@ -193,7 +205,8 @@ optdata_decode(const uint8_t *der, size_t derlen, struct optdata *od)
 	if (o->owner != NULL && (r = copy_string(o->owner, &od->owner)) != 0)
 		goto out;
 	if ((r = copy_strings(o->groups, od->groups, &od->ngroups)) != 0 ||
-	    (r = copy_strings(o->classes, od->classes, &od->nclasses)) != 0)
+	    (r = copy_strings(o->classes, od->classes, &od->nclasses)) != 0 ||
+	    (r = copy_strings(o->roles, od->roles, &od->nroles)) != 0)
 		goto out;
 	r = 0;
 out:
@@ -212,6 +225,37 @@ optdata_clear(struct optdata *od)
 			free(od->groups[i]);
 		if (i < od->nclasses)
 			free(od->classes[i]);
+		if (i < od->nroles)
+			free(od->roles[i]);
 	}
 	memset(od, 0, sizeof(*od));
+}
+
+int
+optdata_ext_find(const X509 *x, const uint8_t **der, size_t *len)
+{
+	static const char *const oids[] = { OPTDATA_OID, OPTDATA_OID_UUID };
+
+	*der = NULL;
+	*len = 0;
+	for (size_t i = 0; i < sizeof(oids) / sizeof(oids[0]); i++) {
+		ASN1_OBJECT *obj = OBJ_txt2obj(oids[i], 1);
+		int pos;
+
+		if (obj == NULL) {
+			ERR_clear_error();
+			continue;
+		}
+		pos = X509_get_ext_by_OBJ(x, obj, -1);
+		ASN1_OBJECT_free(obj);
+		if (pos < 0)
+			continue;
+		const ASN1_OCTET_STRING *v = X509_EXTENSION_get_data(X509_get_ext(x, pos));
+		if (v == NULL || ASN1_STRING_length(v) <= 0)
+			return 0;
+		*der = ASN1_STRING_get0_data(v);
+		*len = (size_t)ASN1_STRING_length(v);
+		return 1;
+	}
+	return 0;
 }
