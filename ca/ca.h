@@ -89,10 +89,18 @@ struct ca_revoked {
 	int reason;			/* RFC 5280 CRLReason, 0..10 */
 };
 
+/*
+ * A CRL to sign. delta_base 0: a complete CRL, which carries a Freshest CRL
+ * extension naming the delta CRL (when the configuration has a CRL URL);
+ * reason removeFromCRL (8) is refused in it. delta_base > 0: a delta CRL
+ * (RFC 5280 5.2.4) against the complete CRL with that number, below
+ * crl_number: a critical Delta CRL Indicator, and removeFromCRL allowed.
+ */
 struct ca_crl_req {
 	int64_t crl_number;
 	int64_t this_update;
 	int64_t next_update;
+	int64_t delta_base;
 	const struct ca_revoked *revoked;
 	size_t nrevoked;
 };
@@ -111,7 +119,9 @@ void ca_key_free(struct ca_key *k);
  * buffer (free()). */
 int ca_key_issue(struct ca_key *k, const struct ca_issue_req *req,
     uint8_t **der, size_t *derlen);
-/* Builds and signs a CRL (v2, CRL number, AKI, reason codes). */
+/* Builds and signs a CRL (v2, CRL number, AKI, reason codes; Freshest CRL
+ * or Delta CRL Indicator as req says). *der is a new buffer (free()). The
+ * delta CRL's address is cfg->crl_url with "/delta" added to its path. */
 int ca_key_crl(struct ca_key *k, const struct ca_crl_req *req,
     uint8_t **der, size_t *derlen);
 

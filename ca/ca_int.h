@@ -41,6 +41,8 @@ struct ca_key {
 	X509_EXTENSION *ext_eku;	/* clientAuth, serverAuth */
 	X509_EXTENSION *ext_aki;	/* keyid of the CA key */
 	X509_EXTENSION *ext_cdp;	/* NULL without cfg->crl_url */
+	X509_EXTENSION *ext_freshest;	/* Freshest CRL of complete CRLs: the
+					   delta CRL's URL; NULL without crl_url */
 	X509_EXTENSION *ext_aia;	/* NULL without cfg->ocsp_url */
 	int64_t max_validity_s;		/* validity_days * 86400 + backdate_s + 60 */
 	int64_t ca_not_after;		/* Unix seconds */
@@ -99,11 +101,11 @@ int ca_asn1_time_to_unix(const ASN1_TIME *t, int64_t *out);
  * ISSUE request:  mac[6] serial[16] i64 not_before i64 not_after
  *                 u32 spkilen spki[spkilen] u32 optdatalen optdata[optdatalen]
  * CRL request:    i64 crl_number i64 this_update i64 next_update u32 n
- *                 n x (serial[16] i64 revoked_at i32 reason)
+ *                 i64 delta_base, n x (serial[16] i64 revoked_at i32 reason)
  * Reply (same type as the request): i32 status, then DER when status is 0.
  * READY (signer to parent, empty): the key is loaded.
  */
-#define SIGNER_MAGIC		0x50565331u	/* "PVS1" */
+#define SIGNER_MAGIC		0x50565332u	/* "PVS2" */
 #define SIGNER_HDR_LEN		12
 #define SIGNER_CHILD_FD		3
 
@@ -123,7 +125,7 @@ enum signer_exit {
 
 #define SIGNER_ISSUE_FIXED	(MAC_LEN + CA_SERIAL_LEN + 8 + 8 + 4 + 4)
 #define SIGNER_MAX_ISSUE	(16u * 1024)
-#define SIGNER_CRL_FIXED	(8 + 8 + 8 + 4)
+#define SIGNER_CRL_FIXED	(8 + 8 + 8 + 4 + 8)
 #define SIGNER_CRL_ENTRY	(CA_SERIAL_LEN + 8 + 4)
 #define SIGNER_MAX_CRL		(32u * 1024 * 1024)
 #define SIGNER_MAX_REPLY_ISSUE	(16u * 1024)

@@ -96,9 +96,10 @@ uri_name(const char *uri)
 	return gn;
 }
 
-/* cRLDistributionPoints with one fullName URI. */
+/* cRLDistributionPoints (nid NID_crl_distribution_points) or Freshest CRL
+ * (NID_freshest_crl, the same syntax) with one fullName URI. */
 static X509_EXTENSION *
-make_cdp(const char *url)
+make_cdp(int nid, const char *url)
 {
 	STACK_OF(DIST_POINT) *dps = NULL;
 	DIST_POINT *dp = NULL;
@@ -117,12 +118,30 @@ make_cdp(const char *url)
 	if (!sk_DIST_POINT_push(dps, dp))
 		goto out;
 	dp = NULL;
-	ext = X509V3_EXT_i2d(NID_crl_distribution_points, 0, dps);
+	ext = X509V3_EXT_i2d(nid, 0, dps);
 out:
 	GENERAL_NAME_free(gn);
 	DIST_POINT_free(dp);
 	sk_DIST_POINT_pop_free(dps, DIST_POINT_free);
 	return ext;
+}
+
+/*
+ * The delta CRL's address: url with "/delta" added to its path (before a
+ * query or fragment), "http://pki.example.org/v1/crl" giving
+ * "http://pki.example.org/v1/crl/delta", the route provd serves it on.
+ */
+static int
+delta_url(const char *url, char *out, size_t outlen)
+{
+	size_t path_end = strcspn(url, "?#");
+	size_t base = path_end;
+
+	while (base > 0 && url[base - 1] == '/')
+		base--;
+	if ((size_t)snprintf(out, outlen, "%.*s/delta%s", (int)base, url, url + path_end) >= outlen)
+		return ERR_TOO_BIG;
+	return 0;
 }
 
 /* authorityInfoAccess with one OCSP URI. */
@@ -236,7 +255,7 @@ ca_key_load(const struct config *cfg, struct ca_key **out)
 {
 	int r = ERR_INTERNAL;
 	struct ca_key *k = NULL;
-	char path[PATH_MAX], why[160];
+	char path[PATH_MAX], why[160], durl[1100];
 
 	if (out != NULL)
 		*out = NULL;
@@ -317,8 +336,18 @@ ca_key_load(const struct config *cfg, struct ca_key **out)
 			r = ERR_CONFIG;
 			goto out;
 		}
-		if ((k->ext_cdp = make_cdp(cfg->crl_url)) == NULL) {
+		if ((k->ext_cdp = make_cdp(NID_crl_distribution_points, cfg->crl_url)) == NULL) {
 			log_ossl("cannot build the CRL distribution point");
+			r = ERR_CRYPTO;
+			goto out;
+		}
+		if (delta_url(cfg->crl_url, durl, sizeof(durl)) != 0) {
+			log_errx("ca.crl_url is too long: %s", cfg->crl_url);
+			r = ERR_CONFIG;
+			goto out;
+		}
+		if ((k->ext_freshest = make_cdp(NID_freshest_crl, durl)) == NULL) {
+			log_ossl("cannot build the Freshest CRL extension");
 			r = ERR_CRYPTO;
 			goto out;
 		}
@@ -361,6 +390,7 @@ ca_key_free(struct ca_key *k)
 	X509_EXTENSION_free(k->ext_eku);
 	X509_EXTENSION_free(k->ext_aki);
 	X509_EXTENSION_free(k->ext_cdp);
+	X509_EXTENSION_free(k->ext_freshest);
 	X509_EXTENSION_free(k->ext_aia);
 	OPENSSL_clear_free(k, sizeof(*k));
 }
@@ -576,6 +606,12 @@ crl_req_check(const struct ca_crl_req *req)
 		    (long long)req->next_update);
 		return ERR_INVALID;
 	}
+	/* a delta CRL is newer than its base (RFC 5280 5.2.4) */
+	if (req->delta_base < 0 || (req->delta_base > 0 && req->delta_base >= req->crl_number)) {
+		log_warnx("refused: delta CRL %lld against base %lld", (long long)req->crl_number,
+		    (long long)req->delta_base);
+		return ERR_INVALID;
+	}
 	if (req->nrevoked > CA_MAX_CRL_ENTRIES) {
 		log_warnx("refused: %zu CRL entries (at most %d)", req->nrevoked,
 		    CA_MAX_CRL_ENTRIES);
@@ -585,8 +621,10 @@ crl_req_check(const struct ca_crl_req *req)
 		return ERR_INVALID;
 	for (size_t i = 0; i < req->nrevoked; i++) {
 		const struct ca_revoked *e = &req->revoked[i];
+		/* removeFromCRL (8) only in a delta CRL (RFC 5280 5.3.1) */
 		if (serial_is_zero(e->serial) || e->revoked_at < 0 || e->revoked_at > CA_TIME_MAX ||
-		    e->reason < 0 || e->reason > 10 || e->reason == 7) {
+		    e->reason < 0 || e->reason > 10 || e->reason == 7 ||
+		    (e->reason == 8 && req->delta_base == 0)) {
 			log_warnx("refused: CRL entry %zu (reason %d, time %lld)", i, e->reason,
 			    (long long)e->revoked_at);
 			return ERR_INVALID;
@@ -676,6 +714,18 @@ ca_key_crl(struct ca_key *k, const struct ca_crl_req *req,
 	    !X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, X509V3_ADD_DEFAULT) ||
 	    !X509_CRL_add_ext(crl, k->ext_aki, -1)) {
 		log_ossl("cannot add the CRL extensions");
+		goto out;
+	}
+	if (req->delta_base > 0) {
+		/* deltaCRLIndicator: critical, the base's CRL number (5.2.4) */
+		if (!ASN1_INTEGER_set_int64(num, req->delta_base) ||
+		    !X509_CRL_add1_ext_i2d(crl, NID_delta_crl, num, 1, X509V3_ADD_DEFAULT)) {
+			log_ossl("cannot add the Delta CRL Indicator");
+			goto out;
+		}
+	} else if (k->ext_freshest != NULL && !X509_CRL_add_ext(crl, k->ext_freshest, -1)) {
+		/* Freshest CRL: never in a delta CRL (5.2.6) */
+		log_ossl("cannot add the Freshest CRL extension");
 		goto out;
 	}
 	if ((ctx = sign_ctx_new(k)) == NULL || X509_CRL_sign_ctx(crl, ctx) <= 0) {

@@ -128,6 +128,7 @@ ca_msg_crl_encode(const struct ca_crl_req *req, uint8_t **out, size_t *outlen)
 	p = wr(p, &req->next_update, 8);
 	n = (uint32_t)req->nrevoked;
 	p = wr(p, &n, 4);
+	p = wr(p, &req->delta_base, 8);
 	for (size_t i = 0; i < req->nrevoked; i++) {
 		const struct ca_revoked *e = &req->revoked[i];
 		int32_t reason = (int32_t)e->reason;
@@ -156,6 +157,7 @@ ca_msg_crl_decode(const uint8_t *p, size_t len, struct ca_crl_req *req,
 	    rd_bytes(&rd, &req->this_update, 8) != 0 ||
 	    rd_bytes(&rd, &req->next_update, 8) != 0 ||
 	    rd_bytes(&rd, &n, 4) != 0 || n > CA_MAX_CRL_ENTRIES ||
+	    rd_bytes(&rd, &req->delta_base, 8) != 0 ||
 	    rd.left != (size_t)n * SIGNER_CRL_ENTRY)
 		goto bad;
 	if (n > 0 && (v = calloc(n, sizeof(*v))) == NULL) {

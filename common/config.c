@@ -53,6 +53,7 @@ static const struct key_def keytab[] = {
 	{ "ca", "crl_url", K_STR, O(crl_url), 1, 1024, NULL },
 	{ "ca", "ocsp_url", K_STR, O(ocsp_url), 1, 1024, NULL },
 	{ "ca", "crl_next_update_s", K_INT, O(crl_next_update_s), 60, 31 * 86400, "86400" },
+	{ "ca", "crl_base_interval_s", K_INT, O(crl_base_interval_s), 60, 31 * 86400, "43200" },
 	{ "ca", "allow_rsa", K_BOOL, O(allow_rsa), 0, 1, "no" },
 	{ "ca", "max_csr", K_INT, O(max_csr), 256, 65536, "8192" },
 	{ "ca", "ocsp_cert_days", K_INT, O(ocsp_cert_days), 1, 3650, "30" },
@@ -238,6 +239,13 @@ check_consistency(const struct config *cfg, char *err, size_t errlen)
 		    cfg->radio_keygen);
 		return ERR_CONFIG;
 	}
+	/* a base CRL is replaced before it expires (routes.c serves the newest) */
+	if (cfg->crl_base_interval_s > cfg->crl_next_update_s) {
+		snprintf(err, errlen, "ca.crl_base_interval_s (%lld) must not exceed "
+		    "ca.crl_next_update_s (%lld)", (long long)cfg->crl_base_interval_s,
+		    (long long)cfg->crl_next_update_s);
+		return ERR_CONFIG;
+	}
 	if (strstr(cfg->db_conninfo, "password") != NULL) {
 		snprintf(err, errlen, "database.conninfo must not hold a password; use database.password_file");
 		return ERR_CONFIG;
@@ -276,6 +284,10 @@ config_load(const char *path, struct config **out, char *err, size_t errlen)
 		config_free(cfg);
 		return ERR_CONFIG;
 	}
+	/* unset, the base interval follows a shorter CRL lifetime */
+	if (!config_is_set(cfg, "ca.crl_base_interval_s") &&
+	    cfg->crl_base_interval_s > cfg->crl_next_update_s)
+		cfg->crl_base_interval_s = cfg->crl_next_update_s;
 	char why[256];
 	if (check_consistency(cfg, why, sizeof(why)) != 0) {
 		snprintf(err, errlen, "%s: %s", path, why);

@@ -182,6 +182,78 @@ struct db_revoked {
 int db_crl_entries(struct db *db, struct db_revoked **list, size_t *n,
     int64_t *crl_number);
 
+/* Releases a certificate from hold (sql/004_crl.sql provd_unrevoke): only
+ * one revoked with certificateHold (6), unexpired, whose device has no other
+ * active certificate. It becomes active, its device active if the
+ * revocation had made it revoked; audit row certificate.unrevoke, directory
+ * outbox row and a provd_revocation notification in the same transaction.
+ * *out is the record as committed. ERR_NOT_FOUND; ERR_CONFLICT with *why
+ * (may be NULL) saying what is in the way; nothing written then. */
+enum db_unrevoke_why {
+	DB_UNREVOKE_NONE = 0,
+	DB_UNREVOKE_ACTIVE,		/* not revoked */
+	DB_UNREVOKE_SUPERSEDED,		/* replaced: never back */
+	DB_UNREVOKE_NOT_HOLD,		/* revoked with another reason */
+	DB_UNREVOKE_EXPIRED,
+	DB_UNREVOKE_REPLACED,		/* the device has another active certificate */
+};
+struct db_unrevoke_refusal {
+	enum db_unrevoke_why why;
+	int reason;			/* the certificate's RFC 5280 reason, -1: none */
+};
+int db_cert_unrevoke(struct db *db, const char *serial_hex, const char *actor,
+    const char *request_id, struct db_cert *out, struct db_unrevoke_refusal *why);
+/* The device's most recently revoked or superseded certificate.
+ * ERR_NOT_FOUND when it has none. */
+int db_cert_last_revoked_by_mac(struct db *db, const uint8_t mac[MAC_LEN],
+    struct db_cert *out);
+
+/*
+ * Base CRLs (sql/004_crl.sql): complete CRLs recorded with their entries,
+ * the same for every instance, that delta CRLs are made against.
+ */
+struct db_crl_base {
+	int64_t number;			/* its CRL number */
+	int64_t this_update, next_update;	/* Unix seconds */
+	size_t nentries;
+	uint8_t *der;			/* owned; NULL when number is the one
+					   the caller said it has */
+	size_t derlen;
+};
+void db_crl_base_clear(struct db_crl_base *b);	/* NULL is a no-op */
+/* Signs a complete CRL over list for a new base; *der new (free()). */
+typedef int db_crl_sign_fn(void *arg, int64_t crl_number, int64_t this_update,
+    int64_t next_update, const struct db_revoked *list, size_t n, uint8_t **der,
+    size_t *derlen);
+/*
+ * The newest base CRL; when there is none, or it is interval_s old, or its
+ * nextUpdate is less than a minute away, a new one is made first: under the
+ * CRL lock (one build at a time across instances), a number from the
+ * sequence, the revoked list recorded as its entries, sign() called with
+ * the transaction open (next_update = this_update + next_update_s), the
+ * base recorded; older bases but the previous one are deleted. have: the
+ * number of a base the caller holds (0: none); out->der is left NULL when
+ * the newest is that one. *made (may be NULL) says whether this call made
+ * it. sign's error is returned as is.
+ */
+int db_crl_base_get(struct db *db, int64_t interval_s, int64_t next_update_s, int64_t have,
+    db_crl_sign_fn *sign, void *arg, struct db_crl_base *out, int *made);
+/*
+ * What a delta CRL against the newest base lists (RFC 5280 5.2.4):
+ * certificates on the CRL now that the base does not list as they are
+ * (revoked or superseded since, or revoked again), and certificates
+ * released from hold since the base (or up to an hour before it) that are
+ * active now, with reason removeFromCRL (8): those the base lists, and
+ * those a complete CRL made after it may list. Empty: nothing changed since
+ * the base. *base: 0 for the newest, set to its number; or a number, and
+ * ERR_CONFLICT when that is no longer the newest. ERR_NOT_FOUND: no base
+ * yet. With crl_number != NULL a new number is taken first, under the CRL
+ * lock (as by db_crl_entries); NULL only asks what changed. *list is a new
+ * array (free()).
+ */
+int db_crl_delta_entries(struct db *db, int64_t *base, struct db_revoked **list, size_t *n,
+    int64_t *crl_number);
+
 /* ---------------------------------------------------------------------
  * Audit log: append-only, hash-chained in PostgreSQL (sql/ function
  * audit_append); verification recomputes every hash here.
@@ -385,5 +457,126 @@ int db_dir_snapshot(struct db *db, const uint8_t (*macs)[MAC_LEN], size_t nmacs,
  * the tables (certificates included). */
 int db_dir_snapshot_all(struct db *db, struct db_dir_snapshot **out);
 void db_dir_snapshot_free(struct db_dir_snapshot *s);	/* NULL is a no-op */
+
+/* ---------------------------------------------------------------------
+ * Renewal (sql/005_renew.sql).
+ */
+/* Records the renewal of old_serial by it (serial, fingerprint, der,
+ * validity; mac, owner and groups are taken from the record): the old
+ * certificate becomes superseded, with audit and outbox rows, in one
+ * transaction. ERR_NOT_FOUND (no such certificate), ERR_CONFLICT (it is no
+ * longer the device's active certificate, or the device is not active),
+ * ERR_FORBIDDEN (it has expired), ERR_INVALID. */
+int db_renew(struct db *db, const char *old_serial, const struct db_issue *it,
+    int key_reused, int64_t *cert_id);
+/* For a certificate by serial: its status, the smallest validity cap of its
+ * device's groups (0: none) and when an administrator asked for renewal
+ * (0: not asked). ERR_NOT_FOUND when there is no such certificate. */
+int db_renew_info(struct db *db, const char *serial, enum db_cert_status *status,
+    int *max_days, int64_t *requested_at);
+/* Asks the device to renew at its next contact; *serial gets its active
+ * certificate's serial. ERR_NOT_FOUND (no such device), ERR_CONFLICT (it
+ * has no active certificate). */
+int db_renew_request(struct db *db, const uint8_t mac[MAC_LEN], const char *actor,
+    const char *request_id, char serial[33]);
+/* Caps (days 1..36500) or uncaps (days 0) the validity of certificates
+ * issued to a group's members; creates the group if needed. */
+int db_group_validity(struct db *db, const char *group, int days, const char *actor,
+    const char *request_id);
+
+/* ---------------------------------------------------------------------
+ * Devices, users and groups as the REST API reads them, page by page in
+ * key order (sql/006_devices.sql); each read is one consistent snapshot.
+ * Every returned string and array is owned by the record; the _clear and
+ * _free functions release them (NULL is a no-op).
+ */
+#define DB_LIST_MAX 1000		/* rows in one page */
+#define DB_DEVICE_CERTS 20		/* certificates db_device_get lists */
+
+struct db_device_cert {
+	char serial[33];
+	char status[12];		/* active, revoked, superseded */
+	int64_t not_before, not_after;	/* Unix seconds */
+	int reason;			/* RFC 5280 reason, -1 when active */
+	int64_t revoked_at;		/* Unix seconds, 0 when active */
+};
+struct db_device_info {
+	uint8_t mac[MAC_LEN];
+	char status[12];		/* pending, active, revoked, retired */
+	char *owner;			/* NULL: none */
+	char **groups;			/* names, in name order */
+	size_t ngroups;
+	int has_cert;			/* cert: the active certificate, else the
+					   newest (serial, status, not_after) */
+	struct db_device_cert cert;
+	int renew_requested;
+	int64_t created_at, updated_at;	/* Unix seconds */
+	struct db_device_cert *certs;	/* db_device_get: newest first, at most
+					   DB_DEVICE_CERTS */
+	size_t ncerts;
+};
+struct db_device_filter {
+	const char *status;		/* NULL: any */
+	const char *owner, *group;	/* names; NULL: any */
+	const uint8_t *after;		/* the page starts after this address */
+	size_t limit;			/* 1 .. DB_LIST_MAX */
+};
+void db_device_info_clear(struct db_device_info *d);
+void db_device_list_free(struct db_device_info *v, size_t n);
+/* Devices matching f in address order: *out new (*n of them), *more 1
+ * when more follow the last. An unknown owner or group matches nothing. */
+int db_device_list(struct db *db, const struct db_device_filter *f,
+    struct db_device_info **out, size_t *n, int *more);
+/* One device with its certificates. ERR_NOT_FOUND. */
+int db_device_get(struct db *db, const uint8_t mac[MAC_LEN], struct db_device_info *out);
+
+struct db_user_info {
+	char *name;
+	int64_t devices;		/* devices it owns */
+	char **groups;			/* names, in name order */
+	size_t ngroups;
+	int64_t created_at;
+};
+void db_user_list_free(struct db_user_info *v, size_t n);
+/* Users in name order after after (NULL: from the first). */
+int db_user_list(struct db *db, const char *after, size_t limit, struct db_user_info **out,
+    size_t *n, int *more);
+
+struct db_group_info {
+	char *name;
+	int max_validity_days;		/* 0: no cap */
+	int64_t devices, users;		/* members */
+	int64_t created_at;
+	/* db_group_get only: members in key order, at most its cap of each */
+	uint8_t (*member_macs)[MAC_LEN];
+	size_t nmember_macs;
+	char **member_users;
+	size_t nmember_users;
+	int truncated;			/* a list stopped at the cap */
+	int64_t *rules;			/* ids of the rules naming the group */
+	size_t nrules;
+};
+void db_group_info_clear(struct db_group_info *g);
+void db_group_list_free(struct db_group_info *v, size_t n);
+/* Groups in name order after after (NULL: from the first). */
+int db_group_list(struct db *db, const char *after, size_t limit, struct db_group_info **out,
+    size_t *n, int *more);
+/* One group with up to cap (1 .. DB_LIST_MAX) devices and users. ERR_NOT_FOUND. */
+int db_group_get(struct db *db, const char *name, size_t cap, struct db_group_info *out);
+
+/* Sets (owner: a name, the user created if needed) or clears (NULL) a
+ * device's owner: audit row device.owner, directory outbox rows and a new
+ * policy version (*version) in one transaction. previous gets the former
+ * owner ("" for none). *changed is 0 when the owner already was that one:
+ * nothing written, *version the current one. ERR_NOT_FOUND. */
+int db_device_owner(struct db *db, const uint8_t mac[MAC_LEN], const char *owner,
+    const char *actor, const char *request_id, char previous[OPTDATA_MAX_STR + 1],
+    int *changed, int64_t *version);
+/* Deletes a user (its devices lose their owner, its memberships go): audit
+ * row user.delete, directory outbox rows, new policy version. ERR_NOT_FOUND;
+ * ERR_CONFLICT while rules name the user: *rules (new, free()) their ids,
+ * nothing written. */
+int db_user_delete(struct db *db, const char *name, const char *actor, const char *request_id,
+    int64_t **rules, size_t *nrules, int64_t *version);
 
 #endif

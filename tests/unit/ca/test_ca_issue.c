@@ -851,6 +851,197 @@ test_crl_in_process(void **state)
 	assert_int_equal(ca_key_crl(f->key[0], &req, &der, &derlen), ERR_INVALID);
 }
 
+/* openssl verify of the PEM certificate leaf against CA i's root with the
+ * CRL files given (separated by spaces, each gets -CRLfile); 0 when OK. */
+static int
+verify_crls(struct fixture *f, int i, const char *leaf, const char *opts, const char *crls)
+{
+	char args[1500] = "", *out = NULL;
+	const char *p = crls;
+	size_t o = 0;
+	int st;
+
+	while (*p != '\0') {
+		size_t len = strcspn(p, " ");
+		o += (size_t)snprintf(args + o, sizeof(args) - o, " -CRLfile %.*s", (int)len, p);
+		p += len;
+		while (*p == ' ')
+			p++;
+	}
+	st = run_cmd(&out, "openssl verify %s -CAfile %s%s %s", opts,
+	    pjoin(f->base[i], "ca/root.crt"), args, leaf);
+	free(out);
+	return st;
+}
+
+/* Signs req with CA i and writes it as PEM to base/name; returns the path. */
+static const char *
+crl_to_file(struct fixture *f, int i, const struct ca_crl_req *req, const char *name,
+    char **text)
+{
+	const char *path = pjoin(f->base[i], name);
+	uint8_t *der = NULL;
+	size_t derlen;
+
+	assert_int_equal(ca_key_crl(f->key[i], req, &der, &derlen), 0);
+	write_der_as_pem(path, "X509 CRL", der, derlen);
+	free(der);
+	if (text != NULL)
+		assert_int_equal(run_cmd(text, "openssl crl -in %s -noout -text", path), 0);
+	return path;
+}
+
+static void
+test_crl_delta_in_process(void **state)
+{
+	struct fixture *f = *state;
+	struct ca_issue_req req;
+	uint8_t *spki[3], *opt[3], *der[3];
+	size_t derlen[3];
+	char *out, leaf[3][32];
+	struct ca_revoked rev[3];
+	int64_t now = (int64_t)time(NULL);
+	struct ca_crl_req base = { .crl_number = 10, .this_update = now - 60,
+	    .next_update = now + 3600, .revoked = rev };
+	struct ca_crl_req delta = base;
+	const char *basef, *deltaf, *emptyf;
+	char crls[1200];
+
+	/* three leaves of the one-tier CA: a stays good, b is revoked after
+	 * the base, c is on hold in the base and then released */
+	for (int i = 0; i < 3; i++) {
+		issue_one(f, 0, &req, &spki[i], &opt[i], &der[i], &derlen[i]);
+		memcpy(rev[i].serial, req.serial, CA_SERIAL_LEN);
+		snprintf(leaf[i], sizeof(leaf[i]), "leaf%d.pem", i);
+		write_der_as_pem(pjoin(f->base[0], leaf[i]), "CERTIFICATE", der[i], derlen[i]);
+		rev[i].revoked_at = now - 30;
+	}
+	rev[2].reason = 6;	/* certificateHold */
+
+	/* the base: c on hold; a complete CRL carries Freshest CRL, the delta
+	 * CRL's URL */
+	base.revoked = &rev[2];
+	base.nrevoked = 1;
+	basef = crl_to_file(f, 0, &base, "base.pem", &out);
+	assert_contains(out, "X509v3 Freshest CRL");
+	assert_contains(out, "URI:" TEST_CRL_URL "/delta");
+	assert_contains(out, "Certificate Hold");
+	assert_null(strstr(out, "Delta CRL Indicator"));
+	free(out);
+
+	/* the delta: b keyCompromise, c removeFromCRL */
+	rev[1].reason = 1;
+	rev[2].reason = 8;
+	delta.crl_number = 12;
+	delta.delta_base = 10;
+	delta.revoked = &rev[1];
+	delta.nrevoked = 2;
+	deltaf = crl_to_file(f, 0, &delta, "delta.pem", &out);
+	assert_contains(out, "X509v3 Delta CRL Indicator: critical\n                10\n");
+	assert_contains(out, "X509v3 CRL Number: \n                12\n");
+	assert_contains(out, "Key Compromise");
+	assert_contains(out, "Remove From CRL");
+	assert_null(strstr(out, "Freshest CRL"));
+	assert_int_equal(count(out, "Serial Number:"), 2);
+	free(out);
+
+	/* openssl combines them: b refused, a and c accepted; without the
+	 * delta, c is still on hold and b still good */
+	snprintf(crls, sizeof(crls), "%s %s", basef, deltaf);
+	assert_int_equal(verify_crls(f, 0, pjoin(f->base[0], leaf[0]), "-crl_check -use_deltas",
+	    crls), 0);
+	assert_int_not_equal(verify_crls(f, 0, pjoin(f->base[0], leaf[1]),
+	    "-crl_check -use_deltas", crls), 0);
+	assert_int_equal(verify_crls(f, 0, pjoin(f->base[0], leaf[2]), "-crl_check -use_deltas",
+	    crls), 0);
+	assert_int_not_equal(verify_crls(f, 0, pjoin(f->base[0], leaf[2]), "-crl_check", basef), 0);
+	assert_int_equal(verify_crls(f, 0, pjoin(f->base[0], leaf[1]), "-crl_check", basef), 0);
+
+	/* an empty delta is still a delta */
+	delta.crl_number = 13;
+	delta.nrevoked = 0;
+	delta.revoked = NULL;
+	emptyf = crl_to_file(f, 0, &delta, "empty.pem", &out);
+	assert_contains(out, "X509v3 Delta CRL Indicator: critical");
+	assert_contains(out, "No Revoked Certificates.");
+	free(out);
+	snprintf(crls, sizeof(crls), "%s %s", basef, emptyf);
+	assert_int_not_equal(verify_crls(f, 0, pjoin(f->base[0], leaf[2]),
+	    "-crl_check -use_deltas", crls), 0);
+
+	/* refusals: removeFromCRL in a complete CRL; a delta not newer than
+	 * its base; a negative base */
+	uint8_t *d = (uint8_t *)"x";
+	size_t dl;
+	base.revoked = &rev[2];
+	base.nrevoked = 1;	/* rev[2] is removeFromCRL now */
+	assert_int_equal(ca_key_crl(f->key[0], &base, &d, &dl), ERR_INVALID);
+	assert_null(d);
+	delta.revoked = &rev[1];
+	delta.nrevoked = 2;
+	delta.crl_number = 10;
+	assert_int_equal(ca_key_crl(f->key[0], &delta, &d, &dl), ERR_INVALID);
+	delta.crl_number = 9;
+	assert_int_equal(ca_key_crl(f->key[0], &delta, &d, &dl), ERR_INVALID);
+	delta.crl_number = 11;
+	delta.delta_base = -1;
+	assert_int_equal(ca_key_crl(f->key[0], &delta, &d, &dl), ERR_INVALID);
+	delta.delta_base = 10;
+	assert_int_equal(ca_key_crl(f->key[0], &delta, &d, &dl), 0);
+	free(d);
+
+	for (int i = 0; i < 3; i++) {
+		free(spki[i]);
+		free(opt[i]);
+		free(der[i]);
+	}
+}
+
+/* The delta CRL's address follows ca.crl_url: "/delta" added to its path,
+ * before a query; without crl_url, no Freshest CRL. */
+static void
+test_crl_freshest_url(void **state)
+{
+	struct fixture *f = *state;
+	struct ca_crl_req req = { .crl_number = 3 };
+	struct config *cfg;
+	struct ca_key *k = NULL;
+	char path[512], *out;
+	uint8_t *der;
+	size_t derlen;
+	static const struct {
+		const char *crl_url, *want;
+	} cases[] = {
+		{ "http://pki.example.org/v1/crl", "URI:http://pki.example.org/v1/crl/delta\n" },
+		{ "http://pki.example.org/v1/crl/", "URI:http://pki.example.org/v1/crl/delta\n" },
+		{ "http://pki.example.org/crl?ca=1", "URI:http://pki.example.org/crl/delta?ca=1\n" },
+		{ NULL, NULL },
+	};
+
+	req.this_update = (int64_t)time(NULL);
+	req.next_update = req.this_update + 60;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char extra[200] = "";
+		if (cases[i].crl_url != NULL)
+			snprintf(extra, sizeof(extra), "crl_url = %s\n", cases[i].crl_url);
+		cfg = cfg_write_load(f->base[0], "fresh", 0, extra, path, sizeof(path));
+		assert_int_equal(ca_key_load(cfg, &k), 0);
+		assert_int_equal(ca_key_crl(k, &req, &der, &derlen), 0);
+		write_der_as_pem(pjoin(f->base[0], "fresh.pem"), "X509 CRL", der, derlen);
+		assert_int_equal(run_cmd(&out, "openssl crl -in %s -noout -text",
+		    pjoin(f->base[0], "fresh.pem")), 0);
+		if (cases[i].want != NULL) {
+			assert_contains(out, "X509v3 Freshest CRL");
+			assert_contains(out, cases[i].want);
+		} else
+			assert_null(strstr(out, "Freshest CRL"));
+		free(out);
+		free(der);
+		ca_key_free(k);
+		config_free(cfg);
+	}
+}
+
 static void
 test_helpers(void **state)
 {
@@ -1044,6 +1235,8 @@ main(void)
 		cmocka_unit_test(test_issue_past_ca_expiry),
 		cmocka_unit_test(test_key_load_errors),
 		cmocka_unit_test(test_crl_in_process),
+		cmocka_unit_test(test_crl_delta_in_process),
+		cmocka_unit_test(test_crl_freshest_url),
 		cmocka_unit_test(test_helpers),
 		cmocka_unit_test(test_issue_threads),
 		cmocka_unit_test(test_issue_rate),

@@ -235,9 +235,59 @@ test_crl_through_signer(void **state)
 	write_der_as_pem(pjoin(f->base, "crl.pem"), "X509 CRL", crl, crllen);
 	verify_leaf(f, "a.pem", a, alen, pjoin(f->base, "crl.pem"), 0);
 	verify_leaf(f, "b.pem", b, blen, pjoin(f->base, "crl.pem"), 1);
+	free(crl);
+
+	/* a delta CRL against it: the base number crosses the socket */
+	rev.reason = 8;
+	creq.crl_number = 9;
+	creq.delta_base = 7;
+	assert_int_equal(ca_signer_crl(f->s, &creq, &crl, &crllen), 0);
+	write_bytes(pjoin(f->base, "delta.der"), crl, crllen);
+	assert_int_equal(run_cmd(&out, "openssl crl -inform DER -in %s -noout -text",
+	    pjoin(f->base, "delta.der")), 0);
+	assert_non_null(strstr(out, "X509v3 Delta CRL Indicator: critical\n                7\n"));
+	assert_non_null(strstr(out, "Remove From CRL"));
+	free(out);
+	free(crl);
+	/* refused by the signer, which stays up: removeFromCRL in a complete CRL */
+	creq.delta_base = 0;
+	assert_int_equal(ca_signer_crl(f->s, &creq, &crl, &crllen), ERR_INVALID);
+	assert_null(crl);
 	free(a);
 	free(b);
-	free(crl);
+}
+
+/* The CRL payload carries the delta base and decodes to what was encoded. */
+static void
+test_crl_msg_round_trip(void **state)
+{
+	struct ca_revoked rev[2] = { { .revoked_at = 5, .reason = 6 }, { .revoked_at = 6, .reason = 8 } };
+	struct ca_crl_req in = { .crl_number = 21, .this_update = 1, .next_update = 2,
+	    .delta_base = 20, .revoked = rev, .nrevoked = 2 }, out;
+	struct ca_revoked *entries = NULL;
+	uint8_t *msg;
+	size_t len;
+	(void)state;
+
+	rev[0].serial[0] = 1;
+	rev[1].serial[15] = 2;
+	assert_int_equal(ca_msg_crl_encode(&in, &msg, &len), 0);
+	assert_int_equal(len, SIGNER_CRL_FIXED + 2 * SIGNER_CRL_ENTRY);
+	assert_int_equal(ca_msg_crl_decode(msg, len, &out, &entries), 0);
+	assert_int_equal(out.crl_number, 21);
+	assert_int_equal(out.delta_base, 20);
+	assert_int_equal(out.nrevoked, 2);
+	for (int i = 0; i < 2; i++) {
+		assert_memory_equal(entries[i].serial, rev[i].serial, CA_SERIAL_LEN);
+		assert_int_equal(entries[i].revoked_at, rev[i].revoked_at);
+		assert_int_equal(entries[i].reason, rev[i].reason);
+	}
+	free(entries);
+	/* one byte short of the delta base */
+	assert_int_equal(ca_msg_crl_decode(msg, SIGNER_CRL_FIXED - 1, &out, &entries),
+	    ERR_INVALID);
+	assert_null(entries);
+	free(msg);
 }
 
 /* A large CRL exercises long messages in both directions. */
@@ -433,9 +483,9 @@ test_fake_signer(void **state)
 {
 	struct fixture *f = *state;
 	static const char script[] = "#!/bin/sh\n"
-	    "printf '\\061\\123\\126\\120\\001\\000\\000\\000\\000\\000\\000\\000' >&3\n"
+	    "printf '\\062\\123\\126\\120\\001\\000\\000\\000\\000\\000\\000\\000' >&3\n"
 	    "sleep 0.3\n"
-	    "printf '\\061\\123\\126\\120\\002\\000\\000\\000\\002\\000\\000\\000xx' >&3\n"
+	    "printf '\\062\\123\\126\\120\\002\\000\\000\\000\\002\\000\\000\\000xx' >&3\n"
 	    "exec sleep 30\n";
 	static const char garbage[] = "#!/bin/sh\necho not a signer >&3\nexec sleep 30\n";
 	struct ca_issue_req req = issue_req_make(f->spki, f->spkilen, 30);
@@ -641,6 +691,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_issue_through_signer),
 		cmocka_unit_test(test_refusals_pass_through),
 		cmocka_unit_test(test_crl_through_signer),
+		cmocka_unit_test(test_crl_msg_round_trip),
 		cmocka_unit_test(test_large_crl),
 		cmocka_unit_test(test_kill_and_respawn),
 		cmocka_unit_test(test_no_core_dumps),
