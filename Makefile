@@ -14,7 +14,8 @@ BUILD    ?= build
 CC       ?= gcc
 SAN      ?=
 
-PKGS     := openssl libpq libmicrohttpd jansson inih ldap lber libcurl libsystemd
+# gnutls: provd reads client certificates from libmicrohttpd's GnuTLS session
+PKGS     := openssl libpq libmicrohttpd gnutls jansson inih ldap lber libcurl libsystemd
 override CPPFLAGS += -D_GNU_SOURCE -I. -I$(BUILD)/gen
 CFLAGS   ?= -O2 -g
 override CFLAGS += -std=c17 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wvla \

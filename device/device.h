@@ -136,4 +136,32 @@ int agent_reset(struct agent *a);
 int agent_serve_once(struct agent *a, struct radio *radio, int accept_ms, int intake_ms,
     char *why, size_t whylen);
 
+/* ---------------------------------------------------------------------
+ * Certificate renewal against provd (renew.c): a new key in the keystore,
+ * the CSR signed with the current key (CMS SignedData with signingTime),
+ * POST /v1/renew, and an atomic install. An expired certificate cannot
+ * renew (ERR_FORBIDDEN): the device goes through intake again.
+ */
+struct renew_opts {
+	const char *url;		/* provd's base URL, e.g. http://127.0.0.1:8440 */
+	const char *cacert;		/* CA file for https, or NULL */
+	int timeout_s;			/* per request; 0: 30 */
+};
+/* The installed certificate's serial (32 hex digits) and validity. */
+int device_cert_serial(struct keystore *ks, char serial[33], int64_t *not_before,
+    int64_t *not_after);
+/* Makes a pending key and the signed renewal request for it: *b64 is the
+ * base64 DER of the CMS SignedData (new string, free()). */
+int device_renew_request(struct keystore *ks, const uint8_t mac[MAC_LEN], char **b64,
+    char *why, size_t whylen);
+/* Renews now; serial gets the new certificate's serial. */
+int device_renew(struct keystore *ks, const uint8_t mac[MAC_LEN], const struct renew_opts *o,
+    char serial[33], char *why, size_t whylen);
+/* Whether to renew now: provd's hint (GET /v1/renew/{serial}: an
+ * administrator's request or two-thirds of the lifetime), or, when provd
+ * cannot be asked, two-thirds of the lifetime by the device's clock.
+ * ERR_FORBIDDEN when the certificate has expired. */
+int device_renew_due(struct keystore *ks, const struct renew_opts *o, int *due,
+    char *reason, size_t reasonlen);
+
 #endif

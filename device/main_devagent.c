@@ -39,6 +39,9 @@ usage(FILE *f)
 	    "       [--keystore file|tpm2] [--tcti TCTI] [--force]\n"
 	    "                                                 make the device (the PIN is not kept)\n"
 	    "  serve [--air DIR] [--once] [--timeout SECONDS]  answer inquiry and intake\n"
+	    "  renew --url URL [--cacert FILE]                renew the certificate now (new key)\n"
+	    "  run --url URL [--cacert FILE] [--interval SECONDS] [--once]\n"
+	    "                                                 renew when provd or the lifetime says so\n"
 	    "  show                                           print the device's identity\n"
 	    "  reset                                          factory reset\n"
 	    "\n"
@@ -180,6 +183,116 @@ cmd_serve(struct agent *a, int argc, char **argv)
 	return rc;
 }
 
+/* renew and run share their options */
+static int
+renew_args(int argc, char **argv, struct renew_opts *o, int64_t *interval, int *once)
+{
+	static const struct option lopts[] = {
+		{ "url", required_argument, NULL, 'u' },
+		{ "cacert", required_argument, NULL, 'c' },
+		{ "interval", required_argument, NULL, 'i' },
+		{ "once", no_argument, NULL, 'o' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
+		switch (c) {
+		case 'u': o->url = optarg; break;
+		case 'c': o->cacert = optarg; break;
+		case 'i':
+			if (interval == NULL || parse_int64(optarg, 1, 86400, interval) != 0) {
+				fprintf(stderr, "devagent: --interval is 1..86400 seconds (run only)\n");
+				return 2;
+			}
+			break;
+		case 'o':
+			if (once == NULL) {
+				usage(stderr);
+				return 2;
+			}
+			*once = 1;
+			break;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (o->url == NULL || optind != argc) {
+		fprintf(stderr, "devagent: %s needs --url (provd's address)\n", argv[0]);
+		return 2;
+	}
+	return 0;
+}
+
+static int
+renew_now(struct agent *a, const struct renew_opts *o, const char *ms)
+{
+	char why[512] = "", serial[33];
+	int r;
+
+	r = device_renew(agent_keystore(a), agent_profile(a)->addr, o, serial, why, sizeof(why));
+	if (r != 0) {
+		fprintf(stderr, "devagent %s: renewal failed: %s\n", ms, why[0] ? why : provd_strerror(r));
+		return r;
+	}
+	printf("devagent %s: renewed, new certificate %s\n", ms, serial);
+	fflush(stdout);
+	return 0;
+}
+
+static int
+cmd_renew(struct agent *a, int argc, char **argv)
+{
+	struct renew_opts o = { 0 };
+	char ms[MAC_STR_LEN];
+	int r;
+
+	if ((r = renew_args(argc, argv, &o, NULL, NULL)) != 0)
+		return r;
+	mac_format(agent_profile(a)->addr, ms);
+	return renew_now(a, &o, ms) == 0 ? 0 : 1;
+}
+
+/* The daemon: asks whether to renew every interval (default an hour) and
+ * renews when provd says so (an administrator asked, or two-thirds of the
+ * lifetime passed) or, when provd cannot be asked, by its own clock. */
+static int
+cmd_run(struct agent *a, int argc, char **argv)
+{
+	struct renew_opts o = { 0 };
+	int64_t interval = 3600;
+	char ms[MAC_STR_LEN], reason[256];
+	int once = 0, due, r, rc = 0;
+
+	if ((r = renew_args(argc, argv, &o, &interval, &once)) != 0)
+		return r;
+	mac_format(agent_profile(a)->addr, ms);
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGPIPE, SIG_IGN);
+	printf("devagent %s: checking renewal with %s every %lld s\n", ms, o.url,
+	    (long long)interval);
+	fflush(stdout);
+	while (!stop) {
+		r = device_renew_due(agent_keystore(a), &o, &due, reason, sizeof(reason));
+		if (r == ERR_FORBIDDEN || r == ERR_NOT_FOUND) {
+			fprintf(stderr, "devagent %s: %s\n", ms, reason);
+			rc = 1;
+			break;
+		}
+		if (r == 0 && due) {
+			printf("devagent %s: renewing (%s)\n", ms, reason);
+			fflush(stdout);
+			rc = renew_now(a, &o, ms) == 0 ? 0 : 1;
+		}
+		if (once)
+			break;
+		for (int64_t t = 0; t < interval * 10 && !stop; t++)
+			usleep(100000);
+	}
+	return rc;
+}
+
 static int
 cmd_show(struct agent *a)
 {
@@ -266,6 +379,10 @@ main(int argc, char **argv)
 	}
 	if (strcmp(argv[0], "serve") == 0)
 		rc = cmd_serve(a, argc, argv);
+	else if (strcmp(argv[0], "renew") == 0)
+		rc = cmd_renew(a, argc, argv);
+	else if (strcmp(argv[0], "run") == 0)
+		rc = cmd_run(a, argc, argv);
 	else if (strcmp(argv[0], "show") == 0 && argc == 1)
 		rc = cmd_show(a);
 	else if (strcmp(argv[0], "reset") == 0 && argc == 1) {

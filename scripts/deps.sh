@@ -5,7 +5,7 @@ set -eu
 
 PKGS="build-essential pkg-config clang libclang-rt-14-dev
  libssl-dev openssl libpq-dev postgresql-15 postgresql-client-15
- libmicrohttpd-dev libjansson-dev libinih-dev libcurl4-openssl-dev libcmocka-dev
+ libmicrohttpd-dev libgnutls28-dev gnutls-bin libjansson-dev libinih-dev libcurl4-openssl-dev libcmocka-dev
  libldap-dev slapd ldap-utils
  swtpm swtpm-tools tpm2-openssl tpm2-tools
  iproute2 procps curl ca-certificates jq nginx-light wrk

@@ -1,7 +1,8 @@
 /*
  * http.c: the HTTP core of provd — libmicrohttpd set-up, request lifecycle
- * (bounded body, routing, authentication, suspend/resume for work done on
- * other threads), the one error table, request ids and the access log.
+ * (bounded body, routing, authentication by API token or by an access
+ * point's client certificate, suspend/resume for work done on other
+ * threads), the one error table, request ids and the access log.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -11,8 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <gnutls/gnutls.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/objects.h>
 #include <openssl/rand.h>
+#include <openssl/x509.h>
 
 #include "server/server_int.h"
 
@@ -81,8 +86,32 @@ req_reply_error(struct req *rq, int err, const char *public_msg)
 		}
 	if (public_msg != NULL)
 		msg = public_msg;
-	req_reply_json(rq, status, json_pack("{s:{s:s,s:s,s:s}}", "error",
-	    "code", code, "message", msg, "request_id", rq->id));
+	json_t *o = json_pack("{s:{s:s,s:s,s:s}}", "error", "code", code, "message", msg,
+	    "request_id", rq->id);
+	/* a message that is not valid UTF-8 (it quoted the input): the
+	 * table's own instead */
+	if (o == NULL && public_msg != NULL) {
+		req_reply_error(rq, err, NULL);
+		return;
+	}
+	req_reply_json(rq, status, o);
+}
+
+/* Shortens s (NUL-terminated) so that it does not end inside a UTF-8
+ * sequence: for quoting a prefix of the input in a message. */
+static void
+utf8_trim(char *s)
+{
+	size_t n = strlen(s), i = n, need;
+
+	while (i > 0 && ((unsigned char)s[i - 1] & 0xc0) == 0x80)
+		i--;
+	if (i == 0)
+		return;
+	unsigned char c = (unsigned char)s[i - 1];
+	need = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : 4;
+	if (n - (i - 1) < need)
+		s[i - 1] = '\0';
 }
 
 int
@@ -97,7 +126,10 @@ json_only_keys(json_t *obj, const char *const *keys, char *why, size_t whylen)
 			if (strcmp(keys[i], k) == 0)
 				break;
 		if (keys[i] == NULL) {
-			snprintf(why, whylen, "Unknown field \"%.64s\".", k);
+			char name[65];
+			snprintf(name, sizeof(name), "%s", k);
+			utf8_trim(name);
+			snprintf(why, whylen, "Unknown field \"%s\".", name);
 			return ERR_INVALID;
 		}
 	}
@@ -119,22 +151,21 @@ req_complete(struct req *rq)
 
 /* ---------------------------------------------------------------------
  * Authentication: "Authorization: Bearer <token>", checked against the
- * database through a small cache keyed by the token's SHA-256.
+ * database through a small cache keyed by the token's SHA-256; or, without
+ * that header, the TLS client certificate of an access point.
  */
 #define TOKEN_CACHE_NS (10ull * 1000000000ull)
 #define TOKEN_MAX 128
 
 static int
-authenticate(struct server *s, struct req *rq)
+auth_token(struct server *s, struct req *rq, const char *h)
 {
-	const char *h = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
-	    MHD_HTTP_HEADER_AUTHORIZATION);
 	uint8_t hash[32];
 	struct tok_entry *e;
 	uint64_t now = now_ns();
 	int r;
 
-	if (h == NULL || strncmp(h, "Bearer ", 7) != 0)
+	if (strncmp(h, "Bearer ", 7) != 0)
 		return ERR_AUTH;
 	h += 7;
 	size_t len = strnlen(h, TOKEN_MAX + 1);
@@ -162,9 +193,214 @@ authenticate(struct server *s, struct req *rq)
 	return 0;
 }
 
+/*
+ * Client certificates. libmicrohttpd asks TLS clients for a certificate
+ * when it has a trust list (server.tls_client_ca) but does not check what
+ * they send, beyond the handshake's proof that the client holds the key:
+ * server_cert_verify() decides. A verified certificate is remembered on its
+ * connection (libmicrohttpd's socket context, made when the connection
+ * starts) for CERT_CACHE_NS, so that an access point asking over one
+ * keep-alive connection is not checked against the database on every
+ * request; past that, and whenever the connection presents other bytes, it
+ * is checked again. A revoked access point is thus refused within
+ * CERT_CACHE_NS. Only the connection's own libmicrohttpd thread reads or
+ * writes its context (requests on a connection come one at a time), so it
+ * takes no lock.
+ */
+#define CERT_CACHE_NS (2ull * 1000000000ull)
+#define CERT_MAX_DER (64 * 1024)
+
+struct conn_ctx {
+	uint8_t *der;			/* the certificate verified last, or NULL */
+	size_t derlen;
+	uint64_t verified_ns;
+	enum db_role role;
+	char actor[64];
+};
+
+static void
+on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+    enum MHD_ConnectionNotificationCode toe)
+{
+	struct conn_ctx *cc = *socket_context;
+	(void)cls;
+	(void)conn;
+
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		/* NULL on failure: the connection then works without a cache */
+		*socket_context = calloc(1, sizeof(struct conn_ctx));
+		return;
+	}
+	if (cc != NULL) {
+		free(cc->der);
+		free(cc);
+	}
+	*socket_context = NULL;
+}
+
+static struct conn_ctx *
+conn_ctx_get(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn,
+	    MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci != NULL ? ci->socket_context : NULL;
+}
+
+/* The DER of the leaf certificate the TLS client presented (borrowed from
+ * GnuTLS's session, valid while the connection lasts), or NULL. */
+static const gnutls_datum_t *
+client_cert_der(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn,
+	    MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	const gnutls_datum_t *peers;
+	gnutls_session_t tls;
+	unsigned n = 0;
+
+	if (ci == NULL || ci->tls_session == NULL)
+		return NULL;
+	tls = ci->tls_session;
+	if (gnutls_certificate_type_get2(tls, GNUTLS_CTYPE_PEERS) != GNUTLS_CRT_X509)
+		return NULL;
+	if ((peers = gnutls_certificate_get_peers(tls, &n)) == NULL || n == 0 ||
+	    peers[0].data == NULL || peers[0].size == 0)
+		return NULL;
+	return &peers[0];
+}
+
+static int
+der_to_x509(const uint8_t *der, size_t len, X509 **out)
+{
+	const unsigned char *p = der;
+	X509 *x;
+
+	*out = NULL;
+	if (len > CERT_MAX_DER)
+		return ERR_TOO_BIG;
+	if ((x = d2i_X509(NULL, &p, (long)len)) == NULL || p != der + len) {
+		log_ossl("the client certificate does not parse");
+		X509_free(x);
+		return ERR_INVALID;
+	}
+	*out = x;
+	return 0;
+}
+
+int
+http_client_cert(struct req *rq, X509 **out)
+{
+	const gnutls_datum_t *d = client_cert_der(rq->conn);
+
+	*out = NULL;
+	if (d == NULL)
+		return 0;
+	return der_to_x509(d->data, d->size, out);
+}
+
+/* DB_ROLE_AUTHORIZER when the optional-data extension of x names the
+ * access-point role, DB_ROLE_NONE otherwise: a certificate grants no other
+ * role. */
+static enum db_role
+cert_role(X509 *x, const char *mac)
+{
+	const uint8_t *der;
+	size_t len;
+	struct optdata od;
+	enum db_role role = DB_ROLE_NONE;
+
+	if (!optdata_ext_find(x, &der, &len))
+		return DB_ROLE_NONE;
+	if (optdata_decode(der, len, &od) != 0) {
+		ERR_clear_error();
+		log_warnx("certificate of %s: the optional-data extension does not decode", mac);
+		return DB_ROLE_NONE;
+	}
+	for (size_t i = 0; i < od.nroles; i++)
+		if (strcmp(od.roles[i], OPTDATA_ROLE_ACCESS_POINT) == 0)
+			role = DB_ROLE_AUTHORIZER;
+	optdata_clear(&od);
+	return role;
+}
+
+static int
+auth_cert(struct server *s, struct req *rq, const gnutls_datum_t *d, char *why,
+    size_t whylen)
+{
+	struct conn_ctx *cc = conn_ctx_get(rq->conn);
+	struct db_cert c = { 0 };
+	char mac[MAC_STR_LEN];
+	X509 *x = NULL;
+	uint64_t now = now_ns();
+	int r;
+
+	if (cc != NULL && cc->der != NULL && now - cc->verified_ns < CERT_CACHE_NS &&
+	    cc->derlen == d->size && memcmp(cc->der, d->data, d->size) == 0) {
+		rq->role = cc->role;
+		snprintf(rq->actor, sizeof(rq->actor), "%s", cc->actor);
+		return 0;
+	}
+	if (cc != NULL) {
+		free(cc->der);
+		cc->der = NULL;
+	}
+	if ((r = der_to_x509(d->data, d->size, &x)) != 0) {
+		snprintf(why, whylen, "The client certificate cannot be read.");
+		return ERR_AUTH;
+	}
+	if ((r = server_cert_verify(s, x, &c, why, whylen)) != 0) {
+		log_info("client certificate refused: %s (%s)", why, provd_strerror(r));
+		/* expired (ERR_FORBIDDEN) is no credential either */
+		if (r == ERR_FORBIDDEN || r == ERR_UNSUPPORTED || r == ERR_INVALID)
+			r = ERR_AUTH;
+		goto out;
+	}
+	mac_format(c.mac, mac);
+	rq->role = cert_role(x, mac);
+	snprintf(rq->actor, sizeof(rq->actor), "%s:%s",
+	    rq->role == DB_ROLE_AUTHORIZER ? "ap" : "device", mac);
+	if (cc != NULL && (cc->der = malloc(d->size)) != NULL) {
+		memcpy(cc->der, d->data, d->size);
+		cc->derlen = d->size;
+		cc->verified_ns = now;
+		cc->role = rq->role;
+		snprintf(cc->actor, sizeof(cc->actor), "%s", rq->actor);
+	}
+	r = 0;
+out:
+	db_cert_clear(&c);
+	X509_free(x);
+	return r;
+}
+
+/* Sets rq->role and rq->actor. *by_cert tells whether the caller came with
+ * a client certificate; why gets a public reason for a refused one. */
+static int
+authenticate(struct server *s, struct req *rq, int *by_cert, char *why, size_t whylen)
+{
+	const char *h = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
+	    MHD_HTTP_HEADER_AUTHORIZATION);
+	const gnutls_datum_t *d;
+
+	*by_cert = 0;
+	why[0] = '\0';
+	if (h != NULL)
+		return auth_token(s, rq, h);
+	if ((d = client_cert_der(rq->conn)) != NULL) {
+		*by_cert = 1;
+		return auth_cert(s, rq, d, why, whylen);
+	}
+	return ERR_AUTH;
+}
+
 /* ---------------------------------------------------------------------
  * Routing.
  */
+/* JSON memory is wiped when freed (json_free_wipe), since parsed bodies may
+ * hold a PIN; while this thread handles a route whose JSON holds no secret,
+ * it is freed plainly. Off by default: other threads always wipe. */
+static _Thread_local int json_plain;
+
 static int
 route_match(const struct route *rt, const char *url, struct req *rq)
 {
@@ -235,15 +471,22 @@ dispatch(struct server *s, struct req *rq)
 		return;
 	}
 	rq->route = rt;
+	json_plain = rt->has_body != 2;
 	if (rt->roles != 0) {
-		if ((r = authenticate(s, rq)) != 0) {
-			req_reply_error(rq, r == ERR_AUTH ? ERR_AUTH : ERR_UNAVAILABLE, NULL);
+		char why[200];
+		int by_cert;
+		if ((r = authenticate(s, rq, &by_cert, why, sizeof(why))) != 0) {
+			req_reply_error(rq, r == ERR_AUTH ? ERR_AUTH : ERR_UNAVAILABLE,
+			    r == ERR_AUTH && why[0] != '\0' ? why : NULL);
 			return;
 		}
 		if ((rt->roles & ROLE_BIT(rq->role)) == 0) {
-			log_info("token \"%s\" (role %s) refused on %s %s", rq->actor,
+			log_info("%s \"%s\" (role %s) refused on %s %s",
+			    by_cert ? "client certificate" : "token", rq->actor,
 			    db_role_name(rq->role), rq->method, rt->pattern);
-			req_reply_error(rq, ERR_FORBIDDEN, NULL);
+			req_reply_error(rq, ERR_FORBIDDEN, by_cert ? "This client certificate "
+			    "may not do that: a certificate with the access-point role may only "
+			    "ask authorization questions." : NULL);
 			return;
 		}
 	}
@@ -285,7 +528,9 @@ req_free(struct req *rq)
 		return;
 	if (rq->priv_free != NULL)
 		rq->priv_free(rq->priv);
+	json_plain = rq->route != NULL && rq->route->has_body != 2;
 	json_decref(rq->json);
+	json_plain = 0;
 	/* a body may hold a secret (an enrollment's PIN) whatever became of it */
 	if (rq->body != NULL)
 		OPENSSL_clear_free(rq->body, rq->len + 1);
@@ -421,6 +666,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		req_reply_error(rq, ERR_INTERNAL, NULL);
 		ret = queue_response(s, rq);
 	}
+	json_plain = 0;
 	log_set_id(NULL);
 	return ret;
 }
@@ -442,6 +688,25 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	log_set_id(NULL);
 	req_free(rq);
 	*con_cls = NULL;
+}
+
+/*
+ * Percent-decoding of the URL and its arguments: libmicrohttpd's, except
+ * that a decoded NUL ("%00") becomes DEL (0x7f), which every name, address
+ * and serial check refuses: otherwise the C string would end there and
+ * "/v1/users/alice%00x" would name alice.
+ */
+static size_t
+unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+	size_t n = MHD_http_unescape(s);
+	(void)cls;
+	(void)c;
+
+	for (size_t i = 0; i < n; i++)
+		if (s[i] == '\0')
+			s[i] = 0x7f;
+	return n;
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -510,7 +775,8 @@ json_free_wipe(void *p)
 {
 	if (p == NULL)
 		return;
-	OPENSSL_cleanse(p, malloc_usable_size(p));
+	if (!json_plain)
+		OPENSSL_cleanse(p, malloc_usable_size(p));
 	free(p);
 }
 
@@ -583,9 +849,13 @@ server_start(const struct config *cfg, const char *self, const char *conf,
 		{ MHD_OPTION_CONNECTION_TIMEOUT, 30, NULL },
 		{ MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s },
 		{ MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, s },
+		{ MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape, NULL },
 		{ cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, cert },
 		{ key ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, key },
 		{ ca ? MHD_OPTION_HTTPS_MEM_TRUST : MHD_OPTION_END, 0, ca },
+		/* a context per connection for its client certificate; after
+		 * the TLS entries, whose MHD_OPTION_END ends the list early */
+		{ ca ? MHD_OPTION_NOTIFY_CONNECTION : MHD_OPTION_END, (intptr_t)on_connection, NULL },
 		{ MHD_OPTION_END, 0, NULL },
 	};
 	s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
@@ -649,12 +919,4 @@ server_stop(struct server *s)
 	pthread_mutex_destroy(&s->tok_mu);
 	pthread_mutex_destroy(&s->crl_mu);
 	free(s);
-}
-
-int
-http_client_cert(struct req *rq, X509 **out)
-{
-	(void)rq;
-	*out = NULL;
-	return 0;
 }

@@ -378,7 +378,7 @@ issue_cb(void *arg, const uint8_t mac[MAC_LEN], const uint8_t *csr, size_t csrle
 		return r;
 	}
 	r = server_sign(s, mac, spki, spkilen, j->owner, (const char *const *)j->groups,
-	    j->ngroups, &der, &derlen, &j->it);
+	    j->ngroups, NULL, 0, &der, &derlen, &j->it);
 	free(spki);
 	if (r != 0) {
 		msg_set(why, whylen, "the CA could not sign: %s", provd_strerror(r));

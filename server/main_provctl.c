@@ -41,10 +41,12 @@ usage(FILE *f)
 	    "\n"
 	    "commands:\n"
 	    "  health\n"
-	    "  issue --mac ADDR --csr FILE [--owner NAME] [--group NAME]... [--replace] [--out FILE]\n"
+	    "  issue --mac ADDR --csr FILE [--owner NAME] [--group NAME]... [--role access-point]\n"
+	    "        [--replace] [--out FILE]\n"
 	    "  cert SERIAL [--pem]\n"
 	    "  revoke ADDR|--serial SERIAL [--reason REASON]\n"
-	    "  crl [--pem] [--out FILE]\n"
+	    "  unrevoke ADDR|--serial SERIAL\n"
+	    "  crl [--delta] [--pem] [--out FILE]\n"
 	    "  audit verify\n"
 	    "  scan [--timeout MS]\n"
 	    "  enroll ADDR [--pin PIN|--pin-file FILE] [--label-mac ADDR] [--keygen auto|device|server]\n"
@@ -57,6 +59,12 @@ usage(FILE *f)
 	    "           --allow|--deny [--from T --until T] [--time HH:MM-HH:MM]\n"
 	    "           [--weekdays mon,...] [--once] | rule del ID\n"
 	    "  group add|remove GROUP --device ADDR|--user NAME\n"
+	    "  group validity GROUP DAYS|none      cap the validity of members' certificates\n"
+	    "  group list | group show GROUP\n"
+	    "  device list [--status S] [--owner U] [--group G] [--limit N]\n"
+	    "  device show ADDR | device owner ADDR NAME|none\n"
+	    "  user list | user delete NAME\n"
+	    "  renew-request ADDR                  have the device renew at its next contact\n"
 	    "\n"
 	    "The API address comes from --url, $PROVD_URL or " DEFAULT_URL ";\n"
 	    "the API token from --token-file, $PROVD_TOKEN_FILE or $PROVD_TOKEN.\n");
@@ -201,12 +209,13 @@ cmd_issue(struct ctl *c, int argc, char **argv)
 		{ "csr", required_argument, NULL, 'c' },
 		{ "owner", required_argument, NULL, 'o' },
 		{ "group", required_argument, NULL, 'g' },
+		{ "role", required_argument, NULL, 'R' },
 		{ "replace", no_argument, NULL, 'r' },
 		{ "out", required_argument, NULL, 'O' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *mac = NULL, *csrfile = NULL, *owner = NULL, *outpath = NULL;
-	json_t *groups = json_array(), *req = NULL, *resp = NULL;
+	json_t *groups = json_array(), *roles = json_array(), *req = NULL, *resp = NULL;
 	char *csr = NULL, *body = NULL;
 	int replace = 0, ch, rc = 1;
 	struct buf b = { 0 };
@@ -219,6 +228,7 @@ cmd_issue(struct ctl *c, int argc, char **argv)
 		case 'c': csrfile = optarg; break;
 		case 'o': owner = optarg; break;
 		case 'g': json_array_append_new(groups, json_string(optarg)); break;
+		case 'R': json_array_append_new(roles, json_string(optarg)); break;
 		case 'r': replace = 1; break;
 		case 'O': outpath = optarg; break;
 		default: usage(stderr); rc = 2; goto out;
@@ -242,6 +252,8 @@ cmd_issue(struct ctl *c, int argc, char **argv)
 		json_object_set_new(req, "owner", json_string(owner));
 	if (json_array_size(groups) > 0)
 		json_object_set(req, "groups", groups);
+	if (json_array_size(roles) > 0)
+		json_object_set(req, "roles", roles);
 	body = json_dumps(req, JSON_COMPACT);
 	if ((st = api(c, "POST", "/v1/certificates", body, &b)) < 0)
 		goto out;
@@ -265,6 +277,7 @@ out:
 	free(body);
 	free(b.data);
 	json_decref(groups);
+	json_decref(roles);
 	json_decref(req);
 	json_decref(resp);
 	return rc;
@@ -363,17 +376,72 @@ out:
 	return rc;
 }
 
+/* Releases a certificate from hold: by device (its latest revoked
+ * certificate) or by serial. */
+static int
+cmd_unrevoke(struct ctl *c, int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "serial", required_argument, NULL, 's' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *serial = NULL, *mac = NULL;
+	char path[256];
+	struct buf b = { 0 };
+	json_t *resp;
+	int ch, rc = 1;
+	long st;
+
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
+		switch (ch) {
+		case 's': serial = optarg; break;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc)
+		mac = argv[optind++];
+	if ((mac == NULL) == (serial == NULL) || optind != argc) {
+		fprintf(stderr, "provctl: unrevoke takes a device address or --serial\n");
+		return 2;
+	}
+	if (mac != NULL)
+		snprintf(path, sizeof(path), "/v1/devices/%.32s/unrevoke", mac);
+	else
+		snprintf(path, sizeof(path), "/v1/certificates/%.64s/unrevoke", serial);
+	if ((st = api(c, "POST", path, NULL, &b)) < 0)
+		goto out;
+	if (st != 200) {
+		rc = api_error(st, &b);
+		goto out;
+	}
+	if ((resp = parse_json(&b)) == NULL)
+		goto out;
+	printf("released %s from hold, serial %s is %s\n",
+	    json_string_value(json_object_get(resp, "mac")),
+	    json_string_value(json_object_get(resp, "serial")),
+	    json_string_value(json_object_get(resp, "status")));
+	json_decref(resp);
+	rc = 0;
+out:
+	free(b.data);
+	return rc;
+}
+
 static int
 cmd_crl(struct ctl *c, int argc, char **argv)
 {
 	const char *outpath = NULL;
-	int pem = 0, rc;
+	int pem = 0, delta = 0, rc;
 	struct buf b;
+	char path[64];
 	long st;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--pem") == 0)
 			pem = 1;
+		else if (strcmp(argv[i], "--delta") == 0)
+			delta = 1;
 		else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
 			outpath = argv[++i];
 		else {
@@ -381,7 +449,9 @@ cmd_crl(struct ctl *c, int argc, char **argv)
 			return 2;
 		}
 	}
-	if ((st = api(c, "GET", pem ? "/v1/crl?format=pem" : "/v1/crl", NULL, &b)) < 0)
+	snprintf(path, sizeof(path), "/v1/crl%s%s", delta ? "/delta" : "",
+	    pem ? "?format=pem" : "");
+	if ((st = api(c, "GET", path, NULL, &b)) < 0)
 		return 1;
 	if (st != 200)
 		rc = api_error(st, &b);
@@ -1043,6 +1113,433 @@ out:
 	return rc;
 }
 
+/* provctl group validity GROUP DAYS|none */
+static int
+cmd_group_validity(struct ctl *c, int argc, char **argv)
+{
+	struct buf b = { 0 };
+	char gseg[400], path[1024], *text;
+	int64_t days = 0;
+	json_t *body;
+	long st;
+	int rc = 1;
+
+	if (argc != 4 || (strcmp(argv[3], "none") != 0 &&
+	    parse_int64(argv[3], 1, 36500, &days) != 0)) {
+		fprintf(stderr, "provctl: group validity GROUP DAYS|none (DAYS 1..36500)\n");
+		return 2;
+	}
+	if (path_seg(argv[2], gseg, sizeof(gseg)) != 0)
+		return 2;
+	snprintf(path, sizeof(path), "/v1/groups/%s/validity", gseg);
+	body = days > 0 ? json_pack("{s:I}", "max_validity_days", (json_int_t)days) :
+	    json_pack("{s:n}", "max_validity_days");
+	text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	if (text == NULL)
+		return 1;
+	st = api(c, "PUT", path, text, &b);
+	free(text);
+	if (st == 200) {
+		if (days > 0)
+			printf("group %s: certificates of its members valid at most %lld days\n",
+			    argv[2], (long long)days);
+		else
+			printf("group %s: no validity cap\n", argv[2]);
+		rc = 0;
+	} else if (st >= 0)
+		rc = api_error(st, &b);
+	free(b.data);
+	return rc;
+}
+
+/* provctl renew-request ADDR */
+static int
+cmd_renew_request(struct ctl *c, int argc, char **argv)
+{
+	struct buf b = { 0 };
+	char mseg[400], path[1024];
+	json_t *resp;
+	long st;
+	int rc = 1;
+
+	if (argc != 2) {
+		fprintf(stderr, "provctl: renew-request ADDR\n");
+		return 2;
+	}
+	if (path_seg(argv[1], mseg, sizeof(mseg)) != 0)
+		return 2;
+	snprintf(path, sizeof(path), "/v1/devices/%s/renew-request", mseg);
+	st = api(c, "POST", path, NULL, &b);
+	if (st == 200 && (resp = parse_json(&b)) != NULL) {
+		printf("%s will renew certificate %s at its next contact\n",
+		    json_string_value(json_object_get(resp, "mac")),
+		    json_string_value(json_object_get(resp, "serial")));
+		json_decref(resp);
+		rc = 0;
+	} else if (st >= 0 && st != 200)
+		rc = api_error(st, &b);
+	free(b.data);
+	return rc;
+}
+
+/* ---------------------------------------------------------------------
+ * Devices, users and groups: reading them, a device's owner, deleting a
+ * user.
+ */
+
+/* GET path (it has a query) and hands every element of the array key to
+ * each; follows "next" (appending &after=) to the last page unless
+ * one_page. Returns the exit status. */
+static int
+list_pages(struct ctl *c, const char *path, const char *key, int one_page,
+    void (*each)(json_t *item))
+{
+	char page[2048], *after = NULL;
+	struct buf b = { 0 };
+	json_t *resp = NULL, *item;
+	const char *next;
+	size_t i;
+	long st;
+	int rc = 1;
+
+	snprintf(page, sizeof(page), "%s", path);
+	for (;;) {
+		if ((st = api(c, "GET", page, NULL, &b)) < 0)
+			goto out;
+		if (st != 200) {
+			rc = api_error(st, &b);
+			goto out;
+		}
+		if ((resp = parse_json(&b)) == NULL)
+			goto out;
+		free(b.data);
+		b.data = NULL;
+		json_array_foreach(json_object_get(resp, key), i, item)
+			each(item);
+		next = json_string_value(json_object_get(resp, "next"));
+		if (one_page || next == NULL)
+			break;
+		curl_free(after);
+		if ((after = curl_easy_escape(NULL, next, 0)) == NULL ||
+		    (size_t)snprintf(page, sizeof(page), "%s&after=%s", path, after) >= sizeof(page))
+			goto out;
+		json_decref(resp);
+		resp = NULL;
+	}
+	rc = 0;
+out:
+	curl_free(after);
+	free(b.data);
+	json_decref(resp);
+	return rc;
+}
+
+/* The names of an array of strings, comma-separated, into buf ("-" when
+ * empty). */
+static const char *
+join_names(json_t *a, char *buf, size_t len)
+{
+	size_t i, at = 0;
+	json_t *v;
+
+	buf[0] = '\0';
+	json_array_foreach(a, i, v)
+		if (at < len)
+			at += (size_t)snprintf(buf + at, len - at, "%s%s", i ? "," : "",
+			    json_string_value(v) ? json_string_value(v) : "?");
+	return buf[0] != '\0' ? buf : "-";
+}
+
+static const char *
+str_or(json_t *o, const char *key, const char *dflt)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s != NULL ? s : dflt;
+}
+
+static void
+device_row(json_t *d)
+{
+	json_t *cert = json_object_get(d, "certificate");
+	char groups[512];
+
+	printf("%-17s  %-7s  %-20s  %-20s  %-6s  %s\n", str_or(d, "mac", "?"),
+	    str_or(d, "status", "?"), str_or(d, "owner", "-"),
+	    json_is_object(cert) ? str_or(cert, "not_after", "-") : "-",
+	    json_is_true(json_object_get(d, "renew_requested")) ? "yes" : "no",
+	    join_names(json_object_get(d, "groups"), groups, sizeof(groups)));
+}
+
+/* Appends "&key=VALUE" (VALUE percent-encoded) to path. */
+static int
+query_add(char *path, size_t len, const char *key, const char *value)
+{
+	char *e;
+	size_t at = strlen(path);
+	int r = -1;
+
+	if (value == NULL)
+		return 0;
+	if ((e = curl_easy_escape(NULL, value, 0)) != NULL &&
+	    (size_t)snprintf(path + at, len - at, "&%s=%s", key, e) < len - at)
+		r = 0;
+	curl_free(e);
+	if (r != 0)
+		fprintf(stderr, "provctl: \"%.40s\" is too long\n", value);
+	return r;
+}
+
+/* provctl device list [--status S] [--owner U] [--group G] [--limit N] */
+static int
+cmd_device_list(struct ctl *c, int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "status", required_argument, NULL, 's' },
+		{ "owner", required_argument, NULL, 'o' },
+		{ "group", required_argument, NULL, 'g' },
+		{ "limit", required_argument, NULL, 'l' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *status = NULL, *owner = NULL, *group = NULL;
+	char path[1536];
+	int64_t limit = 0;
+	int ch;
+
+	argc--;
+	argv++;
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
+		switch (ch) {
+		case 's': status = optarg; break;
+		case 'o': owner = optarg; break;
+		case 'g': group = optarg; break;
+		case 'l':
+			if (parse_int64(optarg, 1, 1000, &limit) != 0) {
+				fprintf(stderr, "provctl: --limit is 1 to 1000\n");
+				return 2;
+			}
+			break;
+		default: goto usage;
+		}
+	}
+	if (optind != argc)
+		goto usage;
+	snprintf(path, sizeof(path), "/v1/devices?limit=%lld", (long long)(limit ? limit : 1000));
+	if (query_add(path, sizeof(path), "status", status) != 0 ||
+	    query_add(path, sizeof(path), "owner", owner) != 0 ||
+	    query_add(path, sizeof(path), "group", group) != 0)
+		return 2;
+	printf("%-17s  %-7s  %-20s  %-20s  %-6s  %s\n", "ADDRESS", "STATUS", "OWNER",
+	    "NOT AFTER", "RENEW", "GROUPS");
+	return list_pages(c, path, "devices", limit > 0, device_row);
+usage:
+	fprintf(stderr, "provctl: device list [--status S] [--owner U] [--group G] [--limit N]\n");
+	return 2;
+}
+
+/* provctl device show ADDR */
+static int
+cmd_device_show(struct ctl *c, const char *addr)
+{
+	struct buf b = { 0 };
+	char seg[400], path[512], groups[2048];
+	json_t *d = NULL, *cert, *v;
+	size_t i;
+	long st;
+	int rc = 1;
+
+	if (path_seg(addr, seg, sizeof(seg)) != 0)
+		return 2;
+	snprintf(path, sizeof(path), "/v1/devices/%s", seg);
+	if ((st = api(c, "GET", path, NULL, &b)) < 0)
+		goto out;
+	if (st != 200) {
+		rc = api_error(st, &b);
+		goto out;
+	}
+	if ((d = parse_json(&b)) == NULL)
+		goto out;
+	printf("address          %s\n", str_or(d, "mac", "?"));
+	printf("status           %s\n", str_or(d, "status", "?"));
+	printf("owner            %s\n", str_or(d, "owner", "-"));
+	printf("groups           %s\n", join_names(json_object_get(d, "groups"), groups,
+	    sizeof(groups)));
+	printf("renew requested  %s\n",
+	    json_is_true(json_object_get(d, "renew_requested")) ? "yes" : "no");
+	printf("created          %s\n", str_or(d, "created_at", "?"));
+	printf("updated          %s\n", str_or(d, "updated_at", "?"));
+	printf("certificates (newest first):\n");
+	json_array_foreach(json_object_get(d, "certificates"), i, cert) {
+		printf("  %s  %-10s  %s .. %s", str_or(cert, "serial", "?"),
+		    str_or(cert, "status", "?"), str_or(cert, "not_before", "?"),
+		    str_or(cert, "not_after", "?"));
+		if ((v = json_object_get(cert, "revocation_reason")) != NULL && json_is_string(v))
+			printf("  %s %s", json_string_value(v), str_or(cert, "revoked_at", ""));
+		printf("\n");
+	}
+	rc = 0;
+out:
+	json_decref(d);
+	free(b.data);
+	return rc;
+}
+
+/* provctl device owner ADDR NAME|none */
+static int
+cmd_device_owner(struct ctl *c, const char *addr, const char *owner)
+{
+	struct buf b = { 0 };
+	char seg[400], path[512], *text;
+	json_t *body, *resp;
+	long st;
+	int rc = 1;
+
+	if (path_seg(addr, seg, sizeof(seg)) != 0)
+		return 2;
+	snprintf(path, sizeof(path), "/v1/devices/%s/owner", seg);
+	body = strcmp(owner, "none") == 0 ? json_pack("{s:n}", "owner") :
+	    json_pack("{s:s}", "owner", owner);
+	text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	if (text == NULL) {
+		fprintf(stderr, "provctl: the owner is not text\n");
+		return 1;
+	}
+	st = api(c, "PUT", path, text, &b);
+	free(text);
+	if (st == 200 && (resp = parse_json(&b)) != NULL) {
+		printf("%s: owner %s (was %s)%s, policy version %lld\n", str_or(resp, "mac", "?"),
+		    str_or(resp, "owner", "none"), str_or(resp, "previous_owner", "none"),
+		    json_is_true(json_object_get(resp, "changed")) ? "" : ", unchanged",
+		    (long long)json_integer_value(json_object_get(resp, "policy_version")));
+		json_decref(resp);
+		rc = 0;
+	} else if (st >= 0 && st != 200)
+		rc = api_error(st, &b);
+	free(b.data);
+	return rc;
+}
+
+static int
+cmd_device(struct ctl *c, int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "list") == 0)
+		return cmd_device_list(c, argc, argv);
+	if (argc == 3 && strcmp(argv[1], "show") == 0)
+		return cmd_device_show(c, argv[2]);
+	if (argc == 4 && strcmp(argv[1], "owner") == 0)
+		return cmd_device_owner(c, argv[2], argv[3]);
+	fprintf(stderr, "provctl: device list [--status S] [--owner U] [--group G] [--limit N]\n"
+	    "       device show ADDR\n"
+	    "       device owner ADDR NAME|none\n");
+	return 2;
+}
+
+static void
+user_row(json_t *u)
+{
+	char groups[512];
+
+	printf("%-24s  %7lld  %s\n", str_or(u, "name", "?"),
+	    (long long)json_integer_value(json_object_get(u, "devices")),
+	    join_names(json_object_get(u, "groups"), groups, sizeof(groups)));
+}
+
+/* provctl user list | user delete NAME */
+static int
+cmd_user(struct ctl *c, int argc, char **argv)
+{
+	char seg[400], path[512];
+
+	if (argc == 2 && strcmp(argv[1], "list") == 0) {
+		printf("%-24s  %7s  %s\n", "USER", "DEVICES", "GROUPS");
+		return list_pages(c, "/v1/users?limit=1000", "users", 0, user_row);
+	}
+	if (argc == 3 && strcmp(argv[1], "delete") == 0) {
+		if (path_seg(argv[2], seg, sizeof(seg)) != 0)
+			return 2;
+		snprintf(path, sizeof(path), "/v1/users/%s", seg);
+		return policy_call(c, "DELETE", path, NULL, 200);
+	}
+	fprintf(stderr, "provctl: user list | user delete NAME\n");
+	return 2;
+}
+
+static void
+group_row(json_t *g)
+{
+	json_t *days = json_object_get(g, "max_validity_days");
+	char cap[24] = "-";
+
+	if (json_is_integer(days))
+		snprintf(cap, sizeof(cap), "%lld", (long long)json_integer_value(days));
+	printf("%-24s  %7lld  %7lld  %s\n", str_or(g, "name", "?"),
+	    (long long)json_integer_value(json_object_get(g, "devices")),
+	    (long long)json_integer_value(json_object_get(g, "users")), cap);
+}
+
+/* provctl group list | group show NAME */
+static int
+cmd_group_read(struct ctl *c, int argc, char **argv)
+{
+	struct buf b = { 0 };
+	char seg[400], path[512], line[2048];
+	json_t *g = NULL, *members, *v;
+	size_t i;
+	long st;
+	int rc = 1;
+
+	if (argc == 2 && strcmp(argv[1], "list") == 0) {
+		printf("%-24s  %7s  %7s  %s\n", "GROUP", "DEVICES", "USERS", "MAX DAYS");
+		return list_pages(c, "/v1/groups?limit=1000", "groups", 0, group_row);
+	}
+	if (argc != 3 || strcmp(argv[1], "show") != 0) {
+		fprintf(stderr, "provctl: group list | group show GROUP\n");
+		return 2;
+	}
+	if (path_seg(argv[2], seg, sizeof(seg)) != 0)
+		return 2;
+	snprintf(path, sizeof(path), "/v1/groups/%s", seg);
+	if ((st = api(c, "GET", path, NULL, &b)) < 0)
+		goto out;
+	if (st != 200) {
+		rc = api_error(st, &b);
+		goto out;
+	}
+	if ((g = parse_json(&b)) == NULL)
+		goto out;
+	members = json_object_get(g, "members");
+	printf("group            %s\n", str_or(g, "name", "?"));
+	v = json_object_get(g, "max_validity_days");
+	if (json_is_integer(v))
+		printf("max validity     %lld days\n", (long long)json_integer_value(v));
+	else
+		printf("max validity     none\n");
+	printf("devices          %lld\n", (long long)json_integer_value(json_object_get(g, "devices")));
+	json_array_foreach(json_object_get(members, "devices"), i, v)
+		printf("  %s\n", json_string_value(v));
+	printf("users            %lld\n", (long long)json_integer_value(json_object_get(g, "users")));
+	json_array_foreach(json_object_get(members, "users"), i, v)
+		printf("  %s\n", json_string_value(v));
+	if (json_is_true(json_object_get(members, "truncated")))
+		printf("(members listed up to 1000 of each; provctl device list --group lists all "
+		    "devices)\n");
+	line[0] = '\0';
+	json_array_foreach(json_object_get(g, "rules"), i, v) {
+		size_t at = strlen(line);
+		snprintf(line + at, sizeof(line) - at, "%s%lld", i ? ", " : "",
+		    (long long)json_integer_value(v));
+	}
+	printf("rules            %s\n", line[0] ? line : "none");
+	rc = 0;
+out:
+	json_decref(g);
+	free(b.data);
+	return rc;
+}
+
 /* provctl group add|remove GROUP --device ADDR|--user NAME */
 static int
 cmd_group(struct ctl *c, int argc, char **argv)
@@ -1051,6 +1548,10 @@ cmd_group(struct ctl *c, int argc, char **argv)
 	const char *kind;
 	int add;
 
+	if (argc >= 2 && strcmp(argv[1], "validity") == 0)
+		return cmd_group_validity(c, argc, argv);
+	if (argc >= 2 && (strcmp(argv[1], "list") == 0 || strcmp(argv[1], "show") == 0))
+		return cmd_group_read(c, argc, argv);
 	if (argc != 5 || (strcmp(argv[1], "add") != 0 && strcmp(argv[1], "remove") != 0) ||
 	    (strcmp(argv[3], "--device") != 0 && strcmp(argv[3], "--user") != 0)) {
 		fprintf(stderr, "provctl: group add|remove GROUP --device ADDR|--user NAME\n");
@@ -1178,6 +1679,8 @@ main(int argc, char **argv)
 		rc = cmd_cert(&c, argc, argv);
 	else if (strcmp(argv[0], "revoke") == 0)
 		rc = cmd_revoke(&c, argc, argv);
+	else if (strcmp(argv[0], "unrevoke") == 0)
+		rc = cmd_unrevoke(&c, argc, argv);
 	else if (strcmp(argv[0], "crl") == 0)
 		rc = cmd_crl(&c, argc, argv);
 	else if (strcmp(argv[0], "audit") == 0)
@@ -1198,6 +1701,12 @@ main(int argc, char **argv)
 		rc = cmd_rule(&c, argc, argv);
 	else if (strcmp(argv[0], "group") == 0)
 		rc = cmd_group(&c, argc, argv);
+	else if (strcmp(argv[0], "device") == 0)
+		rc = cmd_device(&c, argc, argv);
+	else if (strcmp(argv[0], "user") == 0)
+		rc = cmd_user(&c, argc, argv);
+	else if (strcmp(argv[0], "renew-request") == 0)
+		rc = cmd_renew_request(&c, argc, argv);
 	else {
 		usage(stderr);
 		rc = 2;

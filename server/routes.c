@@ -20,10 +20,13 @@ const struct route routes_table[] = {
 	{ "GET", "/v1/certificates/{}", route_cert_get, ROLES_READ, 0 },
 	{ "POST", "/v1/certificates/{}/revoke", route_cert_revoke, ROLES_REVOKE, 1 },
 	{ "POST", "/v1/devices/{}/revoke", route_device_revoke, ROLES_REVOKE, 1 },
+	{ "POST", "/v1/certificates/{}/unrevoke", route_cert_unrevoke, ROLES_REVOKE, 0 },
+	{ "POST", "/v1/devices/{}/unrevoke", route_device_unrevoke, ROLES_REVOKE, 0 },
 	{ "GET", "/v1/crl", route_crl, 0, 0 },
+	{ "GET", "/v1/crl/delta", route_crl_delta, 0, 0 },
 	{ "POST", "/v1/audit/verify", route_audit_verify, ROLES_AUDIT, 0 },
 	{ "POST", "/v1/intake/scan", route_intake_scan, ROLES_ISSUE, 1 },
-	{ "POST", "/v1/intake/enrollments", route_intake_enroll, ROLES_ISSUE, 1 },
+	{ "POST", "/v1/intake/enrollments", route_intake_enroll, ROLES_ISSUE, 2 },
 	{ "GET", "/v1/intake/enrollments/{}", route_intake_get, ROLES_READ, 0 },
 	{ "POST", "/v1/authorize", route_authorize, ROLES_AUTHORIZE, 1 },
 	{ "POST", "/v1/authorize/batch", route_authorize_batch, ROLES_AUTHORIZE, 1 },
@@ -46,6 +49,14 @@ const struct route routes_table[] = {
 	{ "GET", "/v1/renew/{}", route_renew_status, 0, 0 },
 	{ "POST", "/v1/devices/{}/renew-request", route_device_renew_request, ROLES_REVOKE, 0 },
 	{ "PUT", "/v1/groups/{}/validity", route_group_validity, ROLES_POLICY, 1 },
+	/* devices, users and groups: reading and ownership (routes_devices.c) */
+	{ "GET", "/v1/devices", route_device_list, ROLES_READ | ROLES_POLICY, 0 },
+	{ "GET", "/v1/devices/{}", route_device_get, ROLES_READ | ROLES_POLICY, 0 },
+	{ "PUT", "/v1/devices/{}/owner", route_device_owner, ROLES_POLICY, 1 },
+	{ "GET", "/v1/users", route_user_list, ROLES_READ | ROLES_POLICY, 0 },
+	{ "DELETE", "/v1/users/{}", route_user_delete, ROLES_POLICY, 0 },
+	{ "GET", "/v1/groups", route_group_list, ROLES_READ | ROLES_POLICY, 0 },
+	{ "GET", "/v1/groups/{}", route_group_get, ROLES_READ | ROLES_POLICY, 0 },
 };
 const size_t routes_count = sizeof(routes_table) / sizeof(routes_table[0]);
 
@@ -203,14 +214,15 @@ observe_issue_latency(struct server *s, uint64_t t0)
 }
 
 /*
- * Has the signer make a device certificate for mac over spki, with owner and
- * groups in the optional-data extension, and fills its serial, fingerprint,
- * validity and certificate (*der, a new buffer) for recording.
+ * Has the signer make a device certificate for mac over spki, with owner,
+ * groups and roles in the optional-data extension, and fills its serial,
+ * fingerprint, validity and certificate (*der, a new buffer) for recording.
  */
 int
 server_sign(struct server *s, const uint8_t mac[MAC_LEN], const uint8_t *spki, size_t spkilen,
-    const char *owner, const char *const *groups, size_t ngroups, uint8_t **der,
-    size_t *derlen, struct db_issue *it)
+    const char *owner, const char *const *groups, size_t ngroups,
+    const char *const *roles, size_t nroles, uint8_t **der, size_t *derlen,
+    struct db_issue *it)
 {
 	const struct config *cfg = s->cfg;
 	struct ca_issue_req ir = { 0 };
@@ -221,13 +233,16 @@ server_sign(struct server *s, const uint8_t mac[MAC_LEN], const uint8_t *spki, s
 
 	*der = NULL;
 	*derlen = 0;
-	if (ngroups > OPTDATA_MAX_ITEMS)
+	if (ngroups > OPTDATA_MAX_ITEMS || nroles > OPTDATA_MAX_ITEMS)
 		return ERR_INVALID;
-	if (owner != NULL || ngroups > 0) {
+	if (owner != NULL || ngroups > 0 || nroles > 0) {
 		od.owner = (char *)owner;
 		for (size_t i = 0; i < ngroups; i++)
 			od.groups[i] = (char *)groups[i];
 		od.ngroups = ngroups;
+		for (size_t i = 0; i < nroles; i++)
+			od.roles[i] = (char *)roles[i];
+		od.nroles = nroles;
 		if ((r = optdata_encode(&od, &odder, &odlen)) != 0)
 			return r;
 	}
@@ -269,6 +284,8 @@ struct issue_job {
 	char *groups[OPTDATA_MAX_ITEMS];
 	const char *gptr[OPTDATA_MAX_ITEMS];
 	size_t ngroups;
+	const char *roles[OPTDATA_MAX_ITEMS];	/* static strings (known roles) */
+	size_t nroles;
 	char actor[64];
 };
 
@@ -303,14 +320,22 @@ issue_done(struct db_issue *it, void *arg)
 		hex_encode(j->it.fingerprint, 32, fp);
 		fmt_time(j->it.not_before, nb, sizeof(nb));
 		fmt_time(j->it.not_after, na, sizeof(na));
-		req_reply_json(rq, 201, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}",
+		json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}",
 		    "serial", j->it.serial_hex, "mac", mac, "fingerprint_sha256", fp,
 		    "not_before", nb, "not_after", na, "certificate", j->cert_pem,
-		    "ca_chain", s->chain_pem));
+		    "ca_chain", s->chain_pem);
+		if (o != NULL && j->nroles > 0) {
+			json_t *ro = json_array();
+			for (size_t i = 0; i < j->nroles; i++)
+				json_array_append_new(ro, json_string(j->roles[i]));
+			json_object_set_new(o, "roles", ro);
+		}
+		req_reply_json(rq, 201, o);
 		atomic_fetch_add(&s->m.issued, 1);
 		dirsync_kick(s);
 		observe_issue_latency(s, rq->t0);
-		log_info("issued certificate %s for %s to \"%s\"", j->it.serial_hex, mac, j->actor);
+		log_info("issued certificate %s for %s to \"%s\"%s%s", j->it.serial_hex, mac,
+		    j->actor, j->nroles > 0 ? " with role " : "", j->nroles > 0 ? j->roles[0] : "");
 	} else {
 		atomic_fetch_add(&s->m.issue_failed, 1);
 		if (j->it.result == ERR_CONFLICT)
@@ -369,10 +394,48 @@ json_owner_groups(json_t *body, char **owner_out, char *groups_out[OPTDATA_MAX_I
 	return 0;
 }
 
+/* The optional "roles" of an issuance: distinct known role names, stored
+ * as pointers to our own constants. */
+static int
+json_roles(json_t *body, const char *roles_out[OPTDATA_MAX_ITEMS], size_t *nroles,
+    char *why, size_t whylen)
+{
+	static const char *const known[] = { OPTDATA_ROLE_ACCESS_POINT, NULL };
+	json_t *roles = json_object_get(body, "roles"), *v;
+	size_t i, k;
+
+	*nroles = 0;
+	if (roles == NULL || json_is_null(roles))
+		return 0;
+	if (!json_is_array(roles)) {
+		snprintf(why, whylen, "\"roles\" must be an array of role names.");
+		return ERR_INVALID;
+	}
+	json_array_foreach(roles, i, v) {
+		const char *name = json_string_value(v);
+		for (k = 0; name != NULL && known[k] != NULL; k++)
+			if (strcmp(known[k], name) == 0)
+				break;
+		if (name == NULL || known[k] == NULL) {
+			snprintf(why, whylen, "Unknown role \"%.64s\"; the one known role is \"%s\".",
+			    name ? name : "(not a string)", OPTDATA_ROLE_ACCESS_POINT);
+			return ERR_INVALID;
+		}
+		for (size_t m = 0; m < *nroles; m++)
+			if (roles_out[m] == known[k]) {
+				snprintf(why, whylen, "Role \"%s\" is listed twice.", known[k]);
+				return ERR_INVALID;
+			}
+		roles_out[(*nroles)++] = known[k];
+	}
+	return 0;
+}
+
 void
 route_cert_issue(struct server *s, struct req *rq)
 {
-	static const char *const keys[] = { "mac", "csr", "owner", "groups", "replace", NULL };
+	static const char *const keys[] = { "mac", "csr", "owner", "groups", "roles", "replace",
+		NULL };
 	struct issue_job *j = NULL;
 	uint8_t *spki = NULL;
 	size_t spkilen = 0;
@@ -413,6 +476,17 @@ route_cert_issue(struct server *s, struct req *rq)
 		goto fail;
 	for (size_t i = 0; i < j->ngroups; i++)
 		j->gptr[i] = j->groups[i];
+	if ((r = json_roles(rq->json, j->roles, &j->nroles, why, sizeof(why))) != 0)
+		goto fail;
+	/* a role lets the certificate's holder ask authorization questions: only
+	 * an admin may hand one out */
+	if (j->nroles > 0 && rq->role != DB_ROLE_ADMIN) {
+		r = ERR_FORBIDDEN;
+		snprintf(why, sizeof(why), "Only an admin token may issue a certificate with roles.");
+		log_info("\"%s\" (role %s) asked for a certificate with roles: refused",
+		    rq->actor, db_role_name(rq->role));
+		goto fail;
+	}
 	if ((r = ca_csr_check((const uint8_t *)json_string_value(csr), json_string_length(csr),
 	    &s->policy, &spki, &spkilen, why, sizeof(why))) != 0)
 		goto fail;
@@ -420,7 +494,7 @@ route_cert_issue(struct server *s, struct req *rq)
 
 	snprintf(j->actor, sizeof(j->actor), "%s", rq->actor);
 	if ((r = server_sign(s, j->it.mac, spki, spkilen, j->owner, j->gptr, j->ngroups,
-	    &j->der, &j->derlen, &j->it)) != 0)
+	    j->roles, j->nroles, &j->der, &j->derlen, &j->it)) != 0)
 		goto fail;
 	if ((r = ca_der_to_pem("CERTIFICATE", j->der, j->derlen, &j->cert_pem)) != 0)
 		goto fail;
@@ -445,7 +519,7 @@ route_cert_issue(struct server *s, struct req *rq)
 fail:
 	free(spki);
 	if (r != ERR_INVALID && r != ERR_BAD_MAC && r != ERR_BAD_CSR &&
-	    r != ERR_KEY_POLICY && r != ERR_TOO_BIG)
+	    r != ERR_KEY_POLICY && r != ERR_TOO_BIG && r != ERR_FORBIDDEN)
 		log_warnx("issuance failed: %s", provd_strerror(r));
 	req_reply_error(rq, r, why[0] ? why : NULL);
 }
@@ -490,6 +564,8 @@ route_cert_get(struct server *s, struct req *rq)
 /* ---------------------------------------------------------------------
  * POST /v1/certificates/{serial}/revoke, POST /v1/devices/{mac}/revoke
  */
+static void crl_changed(struct server *s);
+
 static void
 revoke_serial(struct server *s, struct req *rq, const char *serial)
 {
@@ -514,7 +590,7 @@ revoke_serial(struct server *s, struct req *rq, const char *serial)
 		    r == ERR_CONFLICT ? "The certificate is not active (already revoked or superseded)." : NULL);
 		return;
 	}
-	atomic_store(&s->crl_stale, 1);
+	crl_changed(s);
 	atomic_fetch_add(&s->m.revoked, 1);
 	/* this instance at once; the others through the notification */
 	ocsp_invalidate(s, serial);
@@ -562,36 +638,151 @@ route_device_revoke(struct server *s, struct req *rq)
 }
 
 /* ---------------------------------------------------------------------
- * GET /v1/crl[?format=pem]: DER by default. Regenerated after a revocation
- * through this instance, and at most CRL_CACHE_NS old otherwise.
+ * POST /v1/certificates/{serial}/unrevoke, POST /v1/devices/{mac}/unrevoke:
+ * releases a certificate from hold (certificateHold), the one revocation
+ * that can be undone.
+ */
+static void
+unrevoke_serial(struct server *s, struct req *rq, const char *serial)
+{
+	struct db_cert c = { 0 };
+	struct db_unrevoke_refusal why = { DB_UNREVOKE_NONE, -1 };
+	const char *msg = NULL;
+	char buf[200];
+	int r;
+
+	if ((r = db_cert_unrevoke(s->db, serial, rq->actor, rq->id, &c, &why)) != 0) {
+		if (r == ERR_NOT_FOUND)
+			msg = "No certificate has this serial number.";
+		else if (r == ERR_CONFLICT && why.why == DB_UNREVOKE_ACTIVE)
+			msg = "The certificate is not revoked.";
+		else if (r == ERR_CONFLICT && why.why == DB_UNREVOKE_SUPERSEDED)
+			msg = "The certificate was superseded by a newer one; a superseded "
+			    "certificate is never reinstated.";
+		else if (r == ERR_CONFLICT && why.why == DB_UNREVOKE_NOT_HOLD) {
+			snprintf(buf, sizeof(buf), "Only a certificate on hold (revoked with reason "
+			    "certificateHold) can be unrevoked; this one was revoked with reason %s.",
+			    reason_name(why.reason));
+			msg = buf;
+		} else if (r == ERR_CONFLICT && why.why == DB_UNREVOKE_EXPIRED)
+			msg = "The certificate has expired; it stays revoked.";
+		else if (r == ERR_CONFLICT && why.why == DB_UNREVOKE_REPLACED)
+			msg = "The device has been given another active certificate since; this one "
+			    "stays on hold.";
+		req_reply_error(rq, r, msg);
+		return;
+	}
+	crl_changed(s);
+	/* this instance at once; the others through the notification */
+	ocsp_invalidate(s, serial);
+	dirsync_kick(s);
+	log_info("certificate %s released from hold by \"%s\"", serial, rq->actor);
+	json_t *o = cert_json(&c);
+	db_cert_clear(&c);
+	if (o == NULL)
+		req_reply_error(rq, ERR_INTERNAL, NULL);
+	else
+		req_reply_json(rq, 200, o);
+}
+
+void
+route_cert_unrevoke(struct server *s, struct req *rq)
+{
+	char serial[CA_SERIAL_HEX];
+
+	if (serial_param(rq->params[0], serial) != 0) {
+		req_reply_error(rq, ERR_INVALID, "A serial number is 32 hexadecimal digits.");
+		return;
+	}
+	unrevoke_serial(s, rq, serial);
+}
+
+void
+route_device_unrevoke(struct server *s, struct req *rq)
+{
+	struct db_cert c = { 0 };
+	uint8_t mac[MAC_LEN];
+	char serial[CA_SERIAL_HEX];
+	int r;
+
+	if (mac_parse(rq->params[0], mac) != 0) {
+		req_reply_error(rq, ERR_BAD_MAC, NULL);
+		return;
+	}
+	if ((r = db_cert_last_revoked_by_mac(s->db, mac, &c)) != 0) {
+		req_reply_error(rq, r, r == ERR_NOT_FOUND ? "The device has no revoked certificate." : NULL);
+		return;
+	}
+	snprintf(serial, sizeof(serial), "%s", c.serial_hex);
+	db_cert_clear(&c);
+	unrevoke_serial(s, rq, serial);
+}
+
+/* ---------------------------------------------------------------------
+ * GET /v1/crl[?format=pem], GET /v1/crl/delta[?format=pem]: DER by default.
+ *
+ * Base CRLs are made on a schedule (ca.crl_base_interval_s) and shared
+ * through the database: while nothing has changed since the newest base,
+ * GET /v1/crl serves it, the same on every instance. After a change it is
+ * a complete CRL signed afresh: at once after a revocation or release
+ * through this instance, otherwise at most CRL_CACHE_NS old. GET
+ * /v1/crl/delta is a delta CRL against the newest base (RFC 5280 5.2.4),
+ * for relying parties that hold a complete CRL numbered at least the
+ * base's; it is cached the same way.
  */
 #define CRL_CACHE_NS (5ull * 1000000000ull)
 
-static int
-crl_make(struct server *s, uint8_t **der, size_t *len)
+/*
+ * What struct server has no room for (server_int.h belongs to the HTTP
+ * core; there is one server per process): the delta CRL's cache, and the
+ * newest base as last read, so that its DER is fetched once. Lock order:
+ * s->crl_mu or crl_delta.mu, then crl_base.mu.
+ */
+static struct {
+	pthread_mutex_t mu;
+	uint8_t *der;
+	size_t len;
+	uint64_t made_ns;
+	atomic_int stale;
+} crl_delta = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+static struct {
+	pthread_mutex_t mu;
+	int64_t number;			/* 0: none read yet */
+	uint8_t *der;
+	size_t len;
+} crl_base = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+/* A revocation or release through this instance: both CRLs are signed
+ * afresh at their next request. */
+static void
+crl_changed(struct server *s)
 {
-	struct db_revoked *list = NULL;
-	struct ca_revoked *cl = NULL;
+	atomic_store(&s->crl_stale, 1);
+	atomic_store(&crl_delta.stale, 1);
+}
+
+/* Has the signer sign a CRL over list: complete (delta_base 0) or a delta
+ * against complete CRL delta_base. */
+static int
+crl_sign(struct server *s, int64_t number, int64_t this_update, int64_t next_update,
+    int64_t delta_base, const struct db_revoked *list, size_t n, uint8_t **der, size_t *len)
+{
 	struct ca_crl_req req = { 0 };
-	size_t n = 0;
-	int64_t number = 0;
+	struct ca_revoked *cl = NULL;
 	int r;
 
-	if ((r = db_crl_entries(s->db, &list, &n, &number)) != 0)
-		return r;
-	if (n > 0 && (cl = calloc(n, sizeof(*cl))) == NULL) {
-		free(list);
+	if (n > 0 && (cl = calloc(n, sizeof(*cl))) == NULL)
 		return ERR_NOMEM;
-	}
 	for (size_t i = 0; i < n; i++) {
 		memcpy(cl[i].serial, list[i].serial, CA_SERIAL_LEN);
 		cl[i].revoked_at = list[i].revoked_at;
 		cl[i].reason = list[i].reason;
 	}
-	free(list);
 	req.crl_number = number;
-	req.this_update = (int64_t)time(NULL);
-	req.next_update = req.this_update + s->cfg->crl_next_update_s;
+	req.this_update = this_update;
+	req.next_update = next_update;
+	req.delta_base = delta_base;
 	req.revoked = cl;
 	req.nrevoked = n;
 	r = ca_signer_crl(s->signer, &req, der, len);
@@ -601,42 +792,152 @@ crl_make(struct server *s, uint8_t **der, size_t *len)
 	return r;
 }
 
-void
-route_crl(struct server *s, struct req *rq)
+/* db_crl_sign_fn for a new base. */
+static int
+crl_sign_base(void *arg, int64_t number, int64_t this_update, int64_t next_update,
+    const struct db_revoked *list, size_t n, uint8_t **der, size_t *len)
 {
-	const char *fmt = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "format");
-	uint8_t *der = NULL;
-	size_t len = 0;
+	return crl_sign(arg, number, this_update, next_update, 0, list, n, der, len);
+}
+
+/*
+ * The newest base CRL, made first when it is due: its number, and when der
+ * is not NULL a copy of its DER (*der new, free()). The DER is read from
+ * the database only when the base is not the one read last.
+ */
+static int
+crl_base_current(struct server *s, int64_t *number, uint8_t **der, size_t *len)
+{
+	struct db_crl_base b = { 0 };
+	int r;
+
+	pthread_mutex_lock(&crl_base.mu);
+	r = db_crl_base_get(s->db, s->cfg->crl_base_interval_s, s->cfg->crl_next_update_s,
+	    crl_base.number, crl_sign_base, s, &b, NULL);
+	if (r == 0 && b.der != NULL) {
+		free(crl_base.der);
+		crl_base.der = b.der;
+		crl_base.len = b.derlen;
+		crl_base.number = b.number;
+		b.der = NULL;
+	} else if (r == 0 && (b.number != crl_base.number || crl_base.der == NULL))
+		r = ERR_INTERNAL;
+	if (r == 0) {
+		*number = crl_base.number;
+		if (der != NULL && (*der = malloc(crl_base.len)) == NULL)
+			r = ERR_NOMEM;
+		else if (der != NULL) {
+			memcpy(*der, crl_base.der, crl_base.len);
+			*len = crl_base.len;
+		}
+	}
+	pthread_mutex_unlock(&crl_base.mu);
+	db_crl_base_clear(&b);
+	return r;
+}
+
+/* The complete CRL: the newest base while nothing changed since it, else
+ * one signed now. */
+static int
+crl_make(struct server *s, uint8_t **der, size_t *len)
+{
+	struct db_revoked *list = NULL;
+	uint8_t *bder = NULL;
+	size_t n = 0, blen = 0;
+	int64_t base = 0, number = 0, now;
+	int r;
+
+	if ((r = crl_base_current(s, &base, &bder, &blen)) != 0)
+		return r;
+	r = db_crl_delta_entries(s->db, &base, &list, &n, NULL);
+	free(list);
+	list = NULL;
+	if (r == 0 && n == 0) {
+		*der = bder;
+		*len = blen;
+		return 0;
+	}
+	free(bder);
+	/* changed, or the base was replaced (or removed) meanwhile */
+	if (r != 0 && r != ERR_CONFLICT && r != ERR_NOT_FOUND)
+		return r;
+	if ((r = db_crl_entries(s->db, &list, &n, &number)) != 0)
+		return r;
+	now = (int64_t)time(NULL);
+	r = crl_sign(s, number, now, now + s->cfg->crl_next_update_s, 0, list, n, der, len);
+	free(list);
+	return r;
+}
+
+/* The delta CRL against the newest base (made first when due). */
+static int
+crl_delta_make(struct server *s, uint8_t **der, size_t *len)
+{
+	struct db_revoked *list = NULL;
+	size_t n = 0;
+	int64_t base = 0, number = 0, now;
+	int r;
+
+	/* the newest base, under the CRL lock; a second try should the bases
+	 * have been removed between the two calls */
+	for (int tries = 0; tries < 2; tries++) {
+		if ((r = crl_base_current(s, &base, NULL, NULL)) != 0)
+			return r;
+		base = 0;
+		if ((r = db_crl_delta_entries(s->db, &base, &list, &n, &number)) != ERR_NOT_FOUND)
+			break;
+	}
+	if (r != 0)
+		return r == ERR_NOT_FOUND ? ERR_UNAVAILABLE : r;
+	now = (int64_t)time(NULL);
+	r = crl_sign(s, number, now, now + s->cfg->crl_next_update_s, base, list, n, der, len);
+	free(list);
+	return r;
+}
+
+/*
+ * A copy of the cached CRL (*der new), made afresh by make() when there is
+ * none, it is stale or older than CRL_CACHE_NS. On failure the cache is
+ * marked stale, so the next request tries again.
+ */
+static int
+crl_cached(struct server *s, pthread_mutex_t *mu, uint8_t **cache, size_t *cache_len,
+    uint64_t *made_ns, atomic_int *stale, int (*make)(struct server *, uint8_t **, size_t *),
+    uint8_t **der, size_t *len)
+{
 	int r = 0;
 
-	if (fmt != NULL && strcmp(fmt, "pem") != 0 && strcmp(fmt, "der") != 0) {
-		req_reply_error(rq, ERR_INVALID, "format must be der or pem.");
-		return;
-	}
-	pthread_mutex_lock(&s->crl_mu);
-	if (s->crl_der == NULL || atomic_exchange(&s->crl_stale, 0) ||
-	    now_ns() - s->crl_made_ns > CRL_CACHE_NS) {
+	*der = NULL;
+	pthread_mutex_lock(mu);
+	if (*cache == NULL || atomic_exchange(stale, 0) || now_ns() - *made_ns > CRL_CACHE_NS) {
 		uint8_t *fresh = NULL;
 		size_t flen = 0;
-		if ((r = crl_make(s, &fresh, &flen)) == 0) {
-			free(s->crl_der);
-			s->crl_der = fresh;
-			s->crl_len = flen;
-			s->crl_made_ns = now_ns();
+		if ((r = make(s, &fresh, &flen)) == 0) {
+			free(*cache);
+			*cache = fresh;
+			*cache_len = flen;
+			*made_ns = now_ns();
 		} else
-			atomic_store(&s->crl_stale, 1);
+			atomic_store(stale, 1);
 	}
-	if (r == 0 && (der = malloc(s->crl_len)) != NULL) {
-		memcpy(der, s->crl_der, s->crl_len);
-		len = s->crl_len;
+	if (r == 0 && (*der = malloc(*cache_len)) == NULL)
+		r = ERR_NOMEM;
+	else if (r == 0) {
+		memcpy(*der, *cache, *cache_len);
+		*len = *cache_len;
 	}
-	pthread_mutex_unlock(&s->crl_mu);
-	if (r != 0 || der == NULL) {
-		req_reply_error(rq, r ? r : ERR_NOMEM, NULL);
-		return;
-	}
+	pthread_mutex_unlock(mu);
+	return r;
+}
+
+/* Sends a CRL as DER, or as PEM for ?format=pem; takes der. */
+static void
+crl_reply(struct req *rq, const char *fmt, uint8_t *der, size_t len)
+{
+	char *pem = NULL;
+	int r;
+
 	if (fmt != NULL && strcmp(fmt, "pem") == 0) {
-		char *pem = NULL;
 		r = ca_der_to_pem("X509 CRL", der, len, &pem);
 		free(der);
 		if (r != 0) {
@@ -647,6 +948,54 @@ route_crl(struct server *s, struct req *rq)
 		return;
 	}
 	req_reply_raw(rq, 200, "application/pkix-crl", (char *)der, len);
+}
+
+/* The format argument: NULL (DER), "der" or "pem"; else answers 400. */
+static int
+crl_format(struct req *rq, const char **fmt)
+{
+	*fmt = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, "format");
+	if (*fmt != NULL && strcmp(*fmt, "pem") != 0 && strcmp(*fmt, "der") != 0) {
+		req_reply_error(rq, ERR_INVALID, "format must be der or pem.");
+		return ERR_INVALID;
+	}
+	return 0;
+}
+
+void
+route_crl(struct server *s, struct req *rq)
+{
+	const char *fmt;
+	uint8_t *der = NULL;
+	size_t len = 0;
+	int r;
+
+	if (crl_format(rq, &fmt) != 0)
+		return;
+	if ((r = crl_cached(s, &s->crl_mu, &s->crl_der, &s->crl_len, &s->crl_made_ns,
+	    &s->crl_stale, crl_make, &der, &len)) != 0) {
+		req_reply_error(rq, r, NULL);
+		return;
+	}
+	crl_reply(rq, fmt, der, len);
+}
+
+void
+route_crl_delta(struct server *s, struct req *rq)
+{
+	const char *fmt;
+	uint8_t *der = NULL;
+	size_t len = 0;
+	int r;
+
+	if (crl_format(rq, &fmt) != 0)
+		return;
+	if ((r = crl_cached(s, &crl_delta.mu, &crl_delta.der, &crl_delta.len, &crl_delta.made_ns,
+	    &crl_delta.stale, crl_delta_make, &der, &len)) != 0) {
+		req_reply_error(rq, r, NULL);
+		return;
+	}
+	crl_reply(rq, fmt, der, len);
 }
 
 /* ---------------------------------------------------------------------

@@ -41,7 +41,9 @@ struct route {
 					   a final {*} is the rest of the path */
 	route_fn *fn;
 	unsigned roles;			/* 0: public */
-	int has_body;			/* expects a JSON body */
+	int has_body;			/* expects a JSON body: 1, or 2 when it may
+					   hold a secret (a PIN): its JSON is wiped
+					   when freed, other routes' is not */
 };
 
 struct metrics {
@@ -135,12 +137,14 @@ int json_only_keys(json_t *obj, const char *const *keys, char *why, size_t whyle
 int json_owner_groups(json_t *body, char **owner, char *groups[OPTDATA_MAX_ITEMS],
     size_t *ngroups, char *why, size_t whylen);
 /* Has the signer make a device certificate for mac over spki (DER
- * SubjectPublicKeyInfo), owner and groups in its optional-data extension;
- * *der is new (free()), and it gets mac, serial, fingerprint, validity and
+ * SubjectPublicKeyInfo), owner, groups and roles (OPTDATA_ROLE_*; the
+ * caller checks who may ask for one) in its optional-data extension; *der
+ * is new (free()), and it gets mac, serial, fingerprint, validity and
  * der/derlen for recording. */
 int server_sign(struct server *s, const uint8_t mac[MAC_LEN], const uint8_t *spki,
     size_t spkilen, const char *owner, const char *const *groups, size_t ngroups,
-    uint8_t **der, size_t *derlen, struct db_issue *it);
+    const char *const *roles, size_t nroles, uint8_t **der, size_t *derlen,
+    struct db_issue *it);
 
 /* Intake over the radio (intake.c): the enrollment jobs and the scanner.
  * intake_start does nothing (s->intake stays NULL) without [radio] backend. */
@@ -202,6 +206,9 @@ void route_cert_get(struct server *s, struct req *rq);
 void route_cert_revoke(struct server *s, struct req *rq);
 void route_device_revoke(struct server *s, struct req *rq);
 void route_crl(struct server *s, struct req *rq);
+void route_crl_delta(struct server *s, struct req *rq);
+void route_cert_unrevoke(struct server *s, struct req *rq);
+void route_device_unrevoke(struct server *s, struct req *rq);
 void route_audit_verify(struct server *s, struct req *rq);
 void route_intake_scan(struct server *s, struct req *rq);
 void route_intake_enroll(struct server *s, struct req *rq);
@@ -226,5 +233,13 @@ void route_renew(struct server *s, struct req *rq);
 void route_renew_status(struct server *s, struct req *rq);
 void route_device_renew_request(struct server *s, struct req *rq);
 void route_group_validity(struct server *s, struct req *rq);
+/* devices, users, groups (routes_devices.c) */
+void route_device_list(struct server *s, struct req *rq);
+void route_device_get(struct server *s, struct req *rq);
+void route_device_owner(struct server *s, struct req *rq);
+void route_user_list(struct server *s, struct req *rq);
+void route_user_delete(struct server *s, struct req *rq);
+void route_group_list(struct server *s, struct req *rq);
+void route_group_get(struct server *s, struct req *rq);
 
 #endif
