@@ -2,7 +2,8 @@
  * Certificates: lookups by serial and by device, revocation and release
  * from hold (one call to provd_revoke() or provd_unrevoke(), which also
  * write the audit and outbox rows), the revoked-certificate list with the
- * next CRL number, base CRLs and what a delta CRL lists (sql/004_crl.sql).
+ * next CRL number, base CRLs and what a delta CRL lists (sql/004_crl.sql);
+ * and the parameters of a new certificate for renewal and enrollment.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,14 @@ cert_status_parse(const char *s, enum db_cert_status *out)
 	return 0;
 }
 
+/* An empty certificate: nothing owned, no revocation reason. */
+static void
+cert_empty(struct db_cert *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->reason = -1;
+}
+
 void
 db_cert_clear(struct db_cert *c)
 {
@@ -59,8 +68,7 @@ db_cert_clear(struct db_cert *c)
 		return;
 	free(c->der);
 	free(c->owner);
-	memset(c, 0, sizeof(*c));
-	c->reason = -1;
+	cert_empty(c);
 }
 
 static int
@@ -70,8 +78,7 @@ cert_from_row(const PGresult *res, int row, struct db_cert *out)
 	int16_t reason;
 	int len;
 
-	memset(&c, 0, sizeof(c));
-	c.reason = -1;
+	cert_empty(&c);
 	if (PQnfields(res) != 12 || PQgetlength(res, row, 1) != 32 ||
 	    db_get_i64(res, row, 0, &c.id) != 0 ||
 	    db_get_fixed(res, row, 2, c.fingerprint, 32) != 0 ||
@@ -126,6 +133,54 @@ cert_query(PGconn *c, const char *sql, const char *param, struct db_cert *out)
 	return r;
 }
 
+/* cert_query() on a connection of its own. */
+static int
+cert_lookup(struct db *db, const char *sql, const char *param, struct db_cert *out)
+{
+	PGconn *c = NULL;
+	int r;
+
+	if ((r = db_conn_get(db, &c)) != 0)
+		return r;
+	r = cert_query(c, sql, param, out);
+	db_conn_put(db, c);
+	return r;
+}
+
+/* cert_lookup() with the device address mac as the parameter. */
+static int
+cert_by_mac(struct db *db, const uint8_t mac[MAC_LEN], const char *sql, struct db_cert *out)
+{
+	char m[MAC_STR_LEN];
+
+	if (out == NULL)
+		return ERR_INVALID;
+	cert_empty(out);
+	if (db == NULL || mac == NULL)
+		return ERR_INVALID;
+	mac_format(mac, m);
+	return cert_lookup(db, sql, m, out);
+}
+
+void
+db_issue_params(const struct db_issue *it, char times[2][24], const char **params,
+    int *lengths, int *formats)
+{
+	snprintf(times[0], sizeof(times[0]), "%lld", (long long)it->not_before);
+	snprintf(times[1], sizeof(times[1]), "%lld", (long long)it->not_after);
+	params[0] = it->serial_hex;
+	lengths[0] = formats[0] = 0;
+	params[1] = (const char *)it->fingerprint;
+	lengths[1] = 32;
+	formats[1] = 1;
+	params[2] = (const char *)it->der;
+	lengths[2] = (int)it->derlen;
+	formats[2] = 1;
+	params[3] = times[0];
+	params[4] = times[1];
+	lengths[3] = lengths[4] = formats[3] = formats[4] = 0;
+}
+
 /* Lowercases a 32-digit hex serial into out[33]. */
 static int
 serial_norm(const char *in, char out[33])
@@ -150,88 +205,63 @@ serial_norm(const char *in, char out[33])
 int
 db_cert_by_serial(struct db *db, const char *serial_hex, struct db_cert *out)
 {
-	PGconn *c = NULL;
 	char serial[33];
-	int r;
 
 	if (out == NULL)
 		return ERR_INVALID;
-	memset(out, 0, sizeof(*out));
-	out->reason = -1;
+	cert_empty(out);
 	if (db == NULL || serial_norm(serial_hex, serial) != 0)
 		return ERR_INVALID;
-	if ((r = db_conn_get(db, &c)) != 0)
-		return r;
-	r = cert_query(c, "select " CERT_COLUMNS "where c.serial = $1", serial, out);
-	db_conn_put(db, c);
-	return r;
+	return cert_lookup(db, "select " CERT_COLUMNS "where c.serial = $1", serial, out);
 }
 
 int
 db_cert_active_by_mac(struct db *db, const uint8_t mac[MAC_LEN], struct db_cert *out)
 {
-	PGconn *c = NULL;
-	char m[MAC_STR_LEN];
-	int r;
-
-	if (out == NULL)
-		return ERR_INVALID;
-	memset(out, 0, sizeof(*out));
-	out->reason = -1;
-	if (db == NULL || mac == NULL)
-		return ERR_INVALID;
-	mac_format(mac, m);
-	if ((r = db_conn_get(db, &c)) != 0)
-		return r;
-	r = cert_query(c, "select " CERT_COLUMNS
-	    "where d.mac = $1::macaddr and c.status = 'active'", m, out);
-	db_conn_put(db, c);
-	return r;
+	return cert_by_mac(db, mac, "select " CERT_COLUMNS
+	    "where d.mac = $1::macaddr and c.status = 'active'", out);
 }
 
 int
-db_cert_revoke(struct db *db, const char *serial_hex, int reason,
-    const char *actor, const char *request_id, struct db_cert *out)
+db_cert_last_revoked_by_mac(struct db *db, const uint8_t mac[MAC_LEN], struct db_cert *out)
+{
+	return cert_by_mac(db, mac, "select " CERT_COLUMNS "where d.mac = $1::macaddr "
+	    "and c.status <> 'active' order by c.revoked_at desc, c.id desc limit 1", out);
+}
+
+/*
+ * A change of a certificate's status in one transaction, so that what is
+ * returned is what was committed: sql (a call of provd_revoke() or
+ * provd_unrevoke(), its status first) with params; "ok" reads certificate
+ * serial into out (unless NULL) and commits, "not_found" is ERR_NOT_FOUND,
+ * and any other status st is the code refused(st, res, arg) returns.
+ * Nothing is written unless it returns 0.
+ */
+static int
+cert_change(struct db *db, const char *serial, const char *sql, int nparams,
+    const char *const *params,
+    int (*refused)(const char *st, const PGresult *res, void *arg), void *arg,
+    struct db_cert *out)
 {
 	PGconn *c = NULL;
 	PGresult *res = NULL;
-	char serial[33], rbuf[8];
-	const char *params[4];
 	const char *st;
 	int r;
 
-	if (out != NULL) {
-		memset(out, 0, sizeof(*out));
-		out->reason = -1;
-	}
-	/* RFC 5280 CRLReason: 7 is unassigned, removeFromCRL (8) is for delta CRLs */
-	if (db == NULL || serial_norm(serial_hex, serial) != 0 ||
-	    reason < 0 || reason > 10 || reason == 7 || reason == 8)
-		return ERR_INVALID;
-	snprintf(rbuf, sizeof(rbuf), "%d", reason);
-	params[0] = serial;
-	params[1] = rbuf;
-	params[2] = actor != NULL ? actor : "";
-	params[3] = request_id;
 	if ((r = db_conn_get(db, &c)) != 0)
 		return r;
-	/* one transaction, so that what is returned is what was committed */
 	if ((res = db_exec(c, "begin", 0, NULL, NULL, NULL, 0, &r)) == NULL)
 		goto out;
 	PQclear(res);
-	res = db_exec(c, "select r_status from provd_revoke($1::text, $2::smallint, $3::text, $4::text)",
-	    4, params, NULL, NULL, 0, &r);
-	if (res == NULL)
+	if ((res = db_exec(c, sql, nparams, params, NULL, NULL, 0, &r)) == NULL)
 		goto out;
 	st = PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "";
 	if (strcmp(st, "ok") == 0)
 		r = 0;
 	else if (strcmp(st, "not_found") == 0)
 		r = ERR_NOT_FOUND;
-	else if (strcmp(st, "conflict") == 0)
-		r = ERR_CONFLICT;
 	else
-		r = ERR_DB;
+		r = refused(st, res, arg);
 	PQclear(res);
 	res = NULL;
 	if (r != 0)
@@ -244,9 +274,6 @@ db_cert_revoke(struct db *db, const char *serial_hex, int reason,
 			db_cert_clear(out);
 		goto out;
 	}
-	log_set_id(request_id);
-	log_info("certificate %s revoked, reason %d", serial, reason);
-	log_set_id(NULL);
 	r = 0;
 out:
 	PQclear(res);
@@ -254,72 +281,103 @@ out:
 	return r;
 }
 
-int
-db_crl_entries(struct db *db, struct db_revoked **list, size_t *n, int64_t *crl_number)
+/* provd_revoke() refused: "conflict" (the certificate is not active). */
+static int
+revoke_refused(const char *st, const PGresult *res, void *arg)
 {
-	PGconn *c = NULL;
-	PGresult *res = NULL;
-	const char *key[1] = { CRL_LOCK_KEY };
-	struct db_revoked *v = NULL;
-	int64_t num = 0;
-	int16_t reason;
-	int r, i, rows;
+	(void)res;
+	(void)arg;
+	return strcmp(st, "conflict") == 0 ? ERR_CONFLICT : ERR_DB;
+}
 
-	if (list != NULL)
-		*list = NULL;
-	if (n != NULL)
-		*n = 0;
-	if (db == NULL || list == NULL || n == NULL || crl_number == NULL)
+int
+db_cert_revoke(struct db *db, const char *serial_hex, int reason,
+    const char *actor, const char *request_id, struct db_cert *out)
+{
+	char serial[33], rbuf[8];
+	const char *params[4];
+	int r;
+
+	if (out != NULL)
+		cert_empty(out);
+	/* RFC 5280 CRLReason: 7 is unassigned, removeFromCRL (8) is for delta CRLs */
+	if (db == NULL || serial_norm(serial_hex, serial) != 0 ||
+	    reason < 0 || reason > 10 || reason == 7 || reason == 8)
 		return ERR_INVALID;
-	if ((r = db_conn_get(db, &c)) != 0)
+	snprintf(rbuf, sizeof(rbuf), "%d", reason);
+	params[0] = serial;
+	params[1] = rbuf;
+	params[2] = actor != NULL ? actor : "";
+	params[3] = request_id;
+	if ((r = cert_change(db, serial, "select r_status from provd_revoke($1::text, "
+	    "$2::smallint, $3::text, $4::text)", 4, params, revoke_refused, NULL, out)) != 0)
 		return r;
-	/*
-	 * One CRL build at a time, the number taken before the list is read:
-	 * a higher CRL number then never lists less than a lower one.
-	 */
-	if ((res = db_exec(c, "begin", 0, NULL, NULL, NULL, 0, &r)) == NULL)
-		goto out;
-	PQclear(res);
-	if ((res = db_exec(c, "select pg_advisory_xact_lock($1::bigint)", 1, key, NULL, NULL,
-	    0, &r)) == NULL)
-		goto out;
-	PQclear(res);
-	if ((res = db_exec(c, "select nextval('crl_number')::int8", 0, NULL, NULL, NULL,
-	    1, &r)) == NULL)
-		goto out;
-	if ((r = db_get_i64(res, 0, 0, &num)) != 0)
-		goto out;
-	PQclear(res);
-	if ((res = db_exec(c, "select decode(serial, 'hex'), "
-	    "floor(extract(epoch from revoked_at))::int8, revocation_reason "
-	    "from certificates where status <> 'active' and not_after > now() "
-	    "order by revoked_at, id", 0, NULL, NULL, NULL, 1, &r)) == NULL)
-		goto out;
-	rows = PQntuples(res);
-	if (rows > 0 && (v = calloc((size_t)rows, sizeof(*v))) == NULL) {
-		r = ERR_NOMEM;
-		goto out;
-	}
-	for (i = 0; i < rows; i++) {
-		if ((r = db_get_fixed(res, i, 0, v[i].serial, sizeof(v[i].serial))) != 0 ||
-		    (r = db_get_i64(res, i, 1, &v[i].revoked_at)) != 0 ||
-		    (r = db_get_i16(res, i, 2, &reason)) != 0)
-			goto out;
-		v[i].reason = reason;
-	}
-	PQclear(res);
-	if ((res = db_exec(c, "commit", 0, NULL, NULL, NULL, 0, &r)) == NULL)
-		goto out;
-	*list = v;
-	*n = (size_t)rows;
-	*crl_number = num;
-	v = NULL;
-	r = 0;
-out:
-	free(v);
-	PQclear(res);
-	db_conn_put(db, c);
+	log_set_id(request_id);
+	log_info("certificate %s revoked, reason %d", serial, reason);
+	log_set_id(NULL);
+	return 0;
+}
+
+/* provd_unrevoke() refused: why, explained in arg (struct
+ * db_unrevoke_refusal, or NULL). */
+static int
+unrevoke_refused(const char *st, const PGresult *res, void *arg)
+{
+	static const struct {
+		const char *status;
+		enum db_unrevoke_why why;
+	} refusals[] = {
+		{ "active", DB_UNREVOKE_ACTIVE },
+		{ "superseded", DB_UNREVOKE_SUPERSEDED },
+		{ "not_hold", DB_UNREVOKE_NOT_HOLD },
+		{ "expired", DB_UNREVOKE_EXPIRED },
+		{ "replaced", DB_UNREVOKE_REPLACED },
+	};
+	struct db_unrevoke_refusal *why = arg;
+	int r = ERR_DB;
+
+	for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++)
+		if (strcmp(st, refusals[i].status) == 0) {
+			r = ERR_CONFLICT;
+			if (why != NULL) {
+				why->why = refusals[i].why;
+				int64_t v;
+				if (!PQgetisnull(res, 0, 1) &&
+				    parse_int64(PQgetvalue(res, 0, 1), 0, 10, &v) == 0)
+					why->reason = (int)v;
+			}
+		}
+	if (r == ERR_DB)
+		log_errx("provd_unrevoke answered \"%.32s\"", st);
 	return r;
+}
+
+int
+db_cert_unrevoke(struct db *db, const char *serial_hex, const char *actor,
+    const char *request_id, struct db_cert *out, struct db_unrevoke_refusal *why)
+{
+	char serial[33];
+	const char *params[3];
+	int r;
+
+	if (out != NULL)
+		cert_empty(out);
+	if (why != NULL) {
+		why->why = DB_UNREVOKE_NONE;
+		why->reason = -1;
+	}
+	if (db == NULL || serial_norm(serial_hex, serial) != 0)
+		return ERR_INVALID;
+	params[0] = serial;
+	params[1] = actor != NULL ? actor : "";
+	params[2] = request_id;
+	if ((r = cert_change(db, serial, "select r_status, r_reason from provd_unrevoke($1::text, "
+	    "$2::text, $3::text)", 3, params, unrevoke_refused, why, out)) != 0)
+		return r;
+	log_set_id(request_id);
+	log_info("certificate %s released from hold", serial);
+	log_set_id(NULL);
+	return 0;
 }
 
 /* Rows of (serial bytea, revoked_at int8, reason int2), binary, into a new
@@ -349,6 +407,87 @@ revoked_rows(const PGresult *res, struct db_revoked **list, size_t *n)
 	*list = v;
 	*n = (size_t)rows;
 	return 0;
+}
+
+/* Opens a transaction holding the lock that serialises CRL builds. */
+static int
+crl_lock(PGconn *c)
+{
+	const char *key[1] = { CRL_LOCK_KEY };
+	PGresult *res;
+	int r;
+
+	if ((res = db_exec(c, "begin", 0, NULL, NULL, NULL, 0, &r)) == NULL)
+		return r;
+	PQclear(res);
+	if ((res = db_exec(c, "select pg_advisory_xact_lock($1::bigint)", 1, key, NULL, NULL,
+	    0, &r)) == NULL)
+		return r;
+	PQclear(res);
+	return 0;
+}
+
+/*
+ * crl_lock(), then the next CRL number into *num. One CRL build at a time,
+ * the number taken before the list is read: a higher CRL number then never
+ * lists less than a lower one.
+ */
+static int
+crl_number_next(PGconn *c, int64_t *num)
+{
+	PGresult *res;
+	int r;
+
+	if ((r = crl_lock(c)) != 0)
+		return r;
+	if ((res = db_exec(c, "select nextval('crl_number')::int8", 0, NULL, NULL, NULL,
+	    1, &r)) == NULL)
+		return r;
+	r = db_get_i64(res, 0, 0, num);
+	PQclear(res);
+	return r;
+}
+
+int
+db_crl_entries(struct db *db, struct db_revoked **list, size_t *n, int64_t *crl_number)
+{
+	PGconn *c = NULL;
+	PGresult *res = NULL;
+	struct db_revoked *v = NULL;
+	int64_t num = 0;
+	size_t rows = 0;
+	int r;
+
+	if (list != NULL)
+		*list = NULL;
+	if (n != NULL)
+		*n = 0;
+	if (db == NULL || list == NULL || n == NULL || crl_number == NULL)
+		return ERR_INVALID;
+	if ((r = db_conn_get(db, &c)) != 0)
+		return r;
+	if ((r = crl_number_next(c, &num)) != 0)
+		goto out;
+	if ((res = db_exec(c, "select decode(serial, 'hex'), "
+	    "floor(extract(epoch from revoked_at))::int8, revocation_reason "
+	    "from certificates where status <> 'active' and not_after > now() "
+	    "order by revoked_at, id", 0, NULL, NULL, NULL, 1, &r)) == NULL)
+		goto out;
+	if ((r = revoked_rows(res, &v, &rows)) != 0)
+		goto out;
+	PQclear(res);
+	if ((res = db_exec(c, "commit", 0, NULL, NULL, NULL, 0, &r)) == NULL)
+		goto out;
+	*list = v;
+	*n = rows;
+	*crl_number = num;
+	v = NULL;
+	r = 0;
+out:
+	free(v);
+	PQclear(res);
+	db_conn_put(db, c);
+	return r;
 }
 
 void
@@ -419,7 +558,6 @@ db_crl_base_get(struct db *db, int64_t interval_s, int64_t next_update_s, int64_
 {
 	PGconn *c = NULL;
 	PGresult *res = NULL;
-	const char *key[1] = { CRL_LOCK_KEY };
 	struct db_crl_base b = { 0 };
 	struct db_revoked *list = NULL;
 	size_t n = 0;
@@ -446,14 +584,8 @@ db_crl_base_get(struct db *db, int64_t interval_s, int64_t next_update_s, int64_
 	db_crl_base_clear(&b);
 
 	/* one base at a time; another instance may have made it meanwhile */
-	if ((res = db_exec(c, "begin", 0, NULL, NULL, NULL, 0, &r)) == NULL)
+	if ((r = crl_lock(c)) != 0)
 		goto out;
-	PQclear(res);
-	if ((res = db_exec(c, "select pg_advisory_xact_lock($1::bigint)", 1, key, NULL, NULL,
-	    0, &r)) == NULL)
-		goto out;
-	PQclear(res);
-	res = NULL;
 	if ((r = base_newest(c, have, interval_s, &b, &due)) == 0 && !due) {
 		if ((res = db_exec(c, "commit", 0, NULL, NULL, NULL, 0, &r)) == NULL)
 			goto out;
@@ -542,7 +674,6 @@ db_crl_delta_entries(struct db *db, int64_t *base, struct db_revoked **list, siz
 {
 	PGconn *c = NULL;
 	PGresult *res = NULL;
-	const char *key[1] = { CRL_LOCK_KEY };
 	char bn[24];
 	const char *params[1] = { bn };
 	int64_t num = 0, newest = 0;
@@ -559,19 +690,8 @@ db_crl_delta_entries(struct db *db, int64_t *base, struct db_revoked **list, siz
 	if (crl_number != NULL) {
 		/* the number before the list, under the lock (db_crl_entries),
 		 * which also keeps a new base from being made meanwhile */
-		if ((res = db_exec(c, "begin", 0, NULL, NULL, NULL, 0, &r)) == NULL)
+		if ((r = crl_number_next(c, &num)) != 0)
 			goto out;
-		PQclear(res);
-		if ((res = db_exec(c, "select pg_advisory_xact_lock($1::bigint)", 1, key, NULL,
-		    NULL, 0, &r)) == NULL)
-			goto out;
-		PQclear(res);
-		if ((res = db_exec(c, "select nextval('crl_number')::int8", 0, NULL, NULL, NULL,
-		    1, &r)) == NULL)
-			goto out;
-		if ((r = db_get_i64(res, 0, 0, &num)) != 0)
-			goto out;
-		PQclear(res);
 	} else {
 		/* the base and the certificates as of one moment */
 		if ((res = db_exec(c, "begin isolation level repeatable read read only", 0, NULL,
@@ -630,114 +750,6 @@ db_crl_delta_entries(struct db *db, int64_t *base, struct db_revoked **list, siz
 	r = 0;
 out:
 	PQclear(res);
-	db_conn_put(db, c);
-	return r;
-}
-
-int
-db_cert_unrevoke(struct db *db, const char *serial_hex, const char *actor,
-    const char *request_id, struct db_cert *out, struct db_unrevoke_refusal *why)
-{
-	static const struct {
-		const char *status;
-		enum db_unrevoke_why why;
-	} refusals[] = {
-		{ "active", DB_UNREVOKE_ACTIVE },
-		{ "superseded", DB_UNREVOKE_SUPERSEDED },
-		{ "not_hold", DB_UNREVOKE_NOT_HOLD },
-		{ "expired", DB_UNREVOKE_EXPIRED },
-		{ "replaced", DB_UNREVOKE_REPLACED },
-	};
-	PGconn *c = NULL;
-	PGresult *res = NULL;
-	char serial[33];
-	const char *params[3];
-	const char *st;
-	int r;
-
-	if (out != NULL) {
-		memset(out, 0, sizeof(*out));
-		out->reason = -1;
-	}
-	if (why != NULL) {
-		why->why = DB_UNREVOKE_NONE;
-		why->reason = -1;
-	}
-	if (db == NULL || serial_norm(serial_hex, serial) != 0)
-		return ERR_INVALID;
-	params[0] = serial;
-	params[1] = actor != NULL ? actor : "";
-	params[2] = request_id;
-	if ((r = db_conn_get(db, &c)) != 0)
-		return r;
-	if ((res = db_exec(c, "begin", 0, NULL, NULL, NULL, 0, &r)) == NULL)
-		goto out;
-	PQclear(res);
-	res = db_exec(c, "select r_status, r_reason from provd_unrevoke($1::text, $2::text, $3::text)",
-	    3, params, NULL, NULL, 0, &r);
-	if (res == NULL)
-		goto out;
-	st = PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "";
-	if (strcmp(st, "ok") == 0)
-		r = 0;
-	else if (strcmp(st, "not_found") == 0)
-		r = ERR_NOT_FOUND;
-	else {
-		r = ERR_DB;
-		for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++)
-			if (strcmp(st, refusals[i].status) == 0) {
-				r = ERR_CONFLICT;
-				if (why != NULL) {
-					why->why = refusals[i].why;
-					int64_t v;
-					if (!PQgetisnull(res, 0, 1) &&
-					    parse_int64(PQgetvalue(res, 0, 1), 0, 10, &v) == 0)
-						why->reason = (int)v;
-				}
-			}
-		if (r == ERR_DB)
-			log_errx("provd_unrevoke answered \"%.32s\"", st);
-	}
-	PQclear(res);
-	res = NULL;
-	if (r != 0)
-		goto out;		/* nothing written; db_conn_put rolls back */
-	if (out != NULL &&
-	    (r = cert_query(c, "select " CERT_COLUMNS "where c.serial = $1", serial, out)) != 0)
-		goto out;
-	if ((res = db_exec(c, "commit", 0, NULL, NULL, NULL, 0, &r)) == NULL) {
-		if (out != NULL)
-			db_cert_clear(out);
-		goto out;
-	}
-	log_set_id(request_id);
-	log_info("certificate %s released from hold", serial);
-	log_set_id(NULL);
-	r = 0;
-out:
-	PQclear(res);
-	db_conn_put(db, c);
-	return r;
-}
-
-int
-db_cert_last_revoked_by_mac(struct db *db, const uint8_t mac[MAC_LEN], struct db_cert *out)
-{
-	PGconn *c = NULL;
-	char m[MAC_STR_LEN];
-	int r;
-
-	if (out == NULL)
-		return ERR_INVALID;
-	memset(out, 0, sizeof(*out));
-	out->reason = -1;
-	if (db == NULL || mac == NULL)
-		return ERR_INVALID;
-	mac_format(mac, m);
-	if ((r = db_conn_get(db, &c)) != 0)
-		return r;
-	r = cert_query(c, "select " CERT_COLUMNS "where d.mac = $1::macaddr "
-	    "and c.status <> 'active' order by c.revoked_at desc, c.id desc limit 1", m, out);
 	db_conn_put(db, c);
 	return r;
 }

@@ -60,6 +60,13 @@ int db_get_i32(const PGresult *res, int row, int col, int32_t *out);
 int db_get_i16(const PGresult *res, int row, int col, int16_t *out);
 int db_get_fixed(const PGresult *res, int row, int col, uint8_t *out, size_t len);
 
+/* The five parameters of a new certificate from params[0] on: its serial
+ * (text), SHA-256 fingerprint and DER (binary, for bytea), not_before and
+ * not_after (Unix seconds as text, written into times). Sets the lengths
+ * and formats of all five; the parameters borrow from it and times. */
+void db_issue_params(const struct db_issue *it, char times[2][24], const char **params,
+    int *lengths, int *formats);
+
 /* SHA-256 of data (EVP). Returns 0 or ERR_CRYPTO. */
 int db_sha256(const void *data, size_t len, uint8_t out[32]);
 

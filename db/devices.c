@@ -157,6 +157,30 @@ exec_simple(PGconn *c, const char *sql)
 
 #define SNAPSHOT "begin isolation level repeatable read read only"
 
+/* A connection for a page of at most limit rows (1 to DB_LIST_MAX); lim
+ * gets limit + 1 as a parameter: the extra row only says that more follow. */
+static int
+page_conn(struct db *db, size_t limit, char lim[24], PGconn **c)
+{
+	if (db == NULL || limit < 1 || limit > DB_LIST_MAX)
+		return ERR_INVALID;
+	snprintf(lim, 24, "%zu", limit + 1);
+	return db_conn_get(db, c);
+}
+
+/* The rows of a page asked with page_conn()'s lim: at most limit, and *more
+ * set when the extra row came. */
+static size_t
+page_rows(const PGresult *res, size_t limit, int *more)
+{
+	size_t rows = (size_t)PQntuples(res);
+
+	if (rows <= limit)
+		return rows;
+	*more = 1;
+	return limit;
+}
+
 /* ---------------------------------------------------------------------
  * Devices.
  */
@@ -295,9 +319,9 @@ db_device_list(struct db *db, const struct db_device_filter *f, struct db_device
 	*out = NULL;
 	*n = 0;
 	*more = 0;
-	if (db == NULL || f == NULL || f->limit < 1 || f->limit > DB_LIST_MAX)
+	if (f == NULL)
 		return ERR_INVALID;
-	if ((r = db_conn_get(db, &c)) != 0)
+	if ((r = page_conn(db, f->limit, lim, &c)) != 0)
 		return r;
 	if ((r = exec_simple(c, SNAPSHOT)) != 0)
 		goto out;
@@ -325,7 +349,6 @@ db_device_list(struct db *db, const struct db_device_filter *f, struct db_device
 	}
 	if (f->after != NULL)
 		mac_format(f->after, mac);
-	snprintf(lim, sizeof(lim), "%zu", f->limit + 1);
 	params[0] = f->status;
 	params[1] = f->owner != NULL ? owner_id : NULL;
 	params[2] = f->after != NULL ? mac : NULL;
@@ -334,11 +357,7 @@ db_device_list(struct db *db, const struct db_device_filter *f, struct db_device
 	if ((res = db_exec(c, f->group != NULL ? DEVICE_LIST_GROUP_SQL : DEVICE_LIST_SQL,
 	    f->group != NULL ? 5 : 4, params, NULL, NULL, 0, &r)) == NULL)
 		goto out;
-	rows = (size_t)PQntuples(res);
-	if (rows > f->limit) {
-		*more = 1;	/* the extra row only says that more follow */
-		rows = f->limit;
-	}
+	rows = page_rows(res, f->limit, more);
 	if ((r = devices_from_result(c, res, rows, out, n)) != 0)
 		goto out;
 	r = exec_simple(c, "commit");
@@ -459,10 +478,7 @@ db_user_list(struct db *db, const char *after, size_t limit, struct db_user_info
 	*out = NULL;
 	*n = 0;
 	*more = 0;
-	if (db == NULL || limit < 1 || limit > DB_LIST_MAX)
-		return ERR_INVALID;
-	snprintf(lim, sizeof(lim), "%zu", limit + 1);
-	if ((r = db_conn_get(db, &c)) != 0)
+	if ((r = page_conn(db, limit, lim, &c)) != 0)
 		return r;
 	if ((r = exec_simple(c, SNAPSHOT)) != 0)
 		goto out;
@@ -471,11 +487,7 @@ db_user_list(struct db *db, const char *after, size_t limit, struct db_user_info
 	    "where ($1::text is null or u.name > $1::text) order by u.name limit $2::int8", 2,
 	    params, NULL, NULL, 0, &r)) == NULL)
 		goto out;
-	rows = (size_t)PQntuples(res);
-	if (rows > limit) {
-		*more = 1;
-		rows = limit;
-	}
+	rows = page_rows(res, limit, more);
 	r = ERR_NOMEM;
 	if ((v = calloc(rows > 0 ? rows : 1, sizeof(*v))) == NULL ||
 	    (ids = calloc(rows > 0 ? rows : 1, sizeof(*ids))) == NULL)
@@ -580,19 +592,12 @@ db_group_list(struct db *db, const char *after, size_t limit, struct db_group_in
 	*out = NULL;
 	*n = 0;
 	*more = 0;
-	if (db == NULL || limit < 1 || limit > DB_LIST_MAX)
-		return ERR_INVALID;
-	snprintf(lim, sizeof(lim), "%zu", limit + 1);
-	if ((r = db_conn_get(db, &c)) != 0)
+	if ((r = page_conn(db, limit, lim, &c)) != 0)
 		return r;
 	if ((res = db_exec(c, GROUP_SELECT "where ($1::text is null or g.name > $1::text) "
 	    "order by g.name limit $2::int8", 2, params, NULL, NULL, 0, &r)) == NULL)
 		goto out;
-	rows = (size_t)PQntuples(res);
-	if (rows > limit) {
-		*more = 1;
-		rows = limit;
-	}
+	rows = page_rows(res, limit, more);
 	if ((v = calloc(rows > 0 ? rows : 1, sizeof(*v))) == NULL) {
 		r = ERR_NOMEM;
 		goto out;

@@ -116,7 +116,7 @@ db_enroll_commit(struct db *db, const struct db_enroll_commit *ec, int64_t *cert
 	const struct db_issue *it;
 	PGconn *c = NULL;
 	PGresult *res = NULL;
-	char job[24], ms[MAC_STR_LEN], nb[24], na[24], steps[STEPS_JSON_MAX];
+	char job[24], ms[MAC_STR_LEN], times[2][24], steps[STEPS_JSON_MAX];
 	char *groups = NULL;
 	const char *params[17];
 	int lengths[17] = { 0 }, formats[17] = { 0 };
@@ -157,19 +157,9 @@ db_enroll_commit(struct db *db, const struct db_enroll_commit *ec, int64_t *cert
 
 	i64_text(ec->job, job, sizeof(job));
 	mac_format(it->mac, ms);
-	i64_text(it->not_before, nb, sizeof(nb));
-	i64_text(it->not_after, na, sizeof(na));
 	params[0] = job;
 	params[1] = ms;
-	params[2] = it->serial_hex;
-	params[3] = (const char *)it->fingerprint;
-	lengths[3] = 32;
-	formats[3] = 1;
-	params[4] = (const char *)it->der;
-	lengths[4] = (int)it->derlen;
-	formats[4] = 1;
-	params[5] = nb;
-	params[6] = na;
+	db_issue_params(it, times, &params[2], &lengths[2], &formats[2]);
 	params[7] = it->owner;
 	params[8] = groups;
 	params[9] = it->replace ? "true" : "false";
@@ -208,7 +198,7 @@ db_enroll_signed(struct db *db, int64_t job, const struct db_issue *it)
 {
 	PGconn *c = NULL;
 	PGresult *res;
-	char jb[24], nb[24], na[24];
+	char jb[24], times[2][24];
 	const char *params[6];
 	int lengths[6] = { 0 }, formats[6] = { 0 };
 	int r;
@@ -217,18 +207,8 @@ db_enroll_signed(struct db *db, int64_t job, const struct db_issue *it)
 	    it->derlen > 65536)
 		return ERR_INVALID;
 	i64_text(job, jb, sizeof(jb));
-	i64_text(it->not_before, nb, sizeof(nb));
-	i64_text(it->not_after, na, sizeof(na));
 	params[0] = jb;
-	params[1] = it->serial_hex;
-	params[2] = (const char *)it->fingerprint;
-	lengths[2] = 32;
-	formats[2] = 1;
-	params[3] = (const char *)it->der;
-	lengths[3] = (int)it->derlen;
-	formats[3] = 1;
-	params[4] = nb;
-	params[5] = na;
+	db_issue_params(it, times, &params[1], &lengths[1], &formats[1]);
 	if ((r = db_conn_get(db, &c)) != 0)
 		return r;
 	res = db_exec(c, "select provd_enroll_signed($1::int8, $2::text, $3::bytea, $4::bytea, "

@@ -22,6 +22,20 @@ serial_ok(const char *s)
 	return n == 32;
 }
 
+/* The code of a status: "ok" 0, "not_found" ERR_NOT_FOUND, "conflict"
+ * ERR_CONFLICT, anything else ERR_DB. */
+static int
+status_code(const char *st)
+{
+	if (strcmp(st, "ok") == 0)
+		return 0;
+	if (strcmp(st, "not_found") == 0)
+		return ERR_NOT_FOUND;
+	if (strcmp(st, "conflict") == 0)
+		return ERR_CONFLICT;
+	return ERR_DB;
+}
+
 /* Runs one statement (a transaction of its own) and copies the first and
  * second columns of its single row into st and second (empty when none). */
 static int
@@ -56,7 +70,7 @@ int
 db_renew(struct db *db, const char *old_serial, const struct db_issue *it,
     int key_reused, int64_t *cert_id)
 {
-	char nb[24], na[24], st[16], id[24];
+	char times[2][24], st[16], id[24];
 	const char *params[9];
 	int lengths[9] = { 0 }, formats[9] = { 0 };
 	int r;
@@ -67,18 +81,8 @@ db_renew(struct db *db, const char *old_serial, const struct db_issue *it,
 	    it->der == NULL || it->derlen == 0 || it->derlen > 65536 ||
 	    it->not_after <= it->not_before)
 		return ERR_INVALID;
-	snprintf(nb, sizeof(nb), "%lld", (long long)it->not_before);
-	snprintf(na, sizeof(na), "%lld", (long long)it->not_after);
 	params[0] = old_serial;
-	params[1] = it->serial_hex;
-	params[2] = (const char *)it->fingerprint;
-	lengths[2] = 32;
-	formats[2] = 1;
-	params[3] = (const char *)it->der;
-	lengths[3] = (int)it->derlen;
-	formats[3] = 1;
-	params[4] = nb;
-	params[5] = na;
+	db_issue_params(it, times, &params[1], &lengths[1], &formats[1]);
 	params[6] = key_reused ? "true" : "false";
 	params[7] = it->actor != NULL ? it->actor : "";
 	params[8] = it->request_id;
@@ -86,20 +90,13 @@ db_renew(struct db *db, const char *old_serial, const struct db_issue *it,
 	    "$3::bytea, $4::bytea, to_timestamp($5::int8), to_timestamp($6::int8), $7::boolean, "
 	    "$8::text, $9::text)", 9, params, lengths, formats, st, sizeof(st), id, sizeof(id))) != 0)
 		return r;
-	if (strcmp(st, "ok") == 0) {
-		if (cert_id != NULL)
-			*cert_id = strtoll(id, NULL, 10);
-		return 0;
-	}
-	if (strcmp(st, "not_found") == 0)
-		return ERR_NOT_FOUND;
-	if (strcmp(st, "conflict") == 0)
-		return ERR_CONFLICT;
+	if (strcmp(st, "ok") == 0 && cert_id != NULL)
+		*cert_id = strtoll(id, NULL, 10);
 	if (strcmp(st, "expired") == 0)
 		return ERR_FORBIDDEN;
 	if (strcmp(st, "invalid") == 0)
 		return ERR_INVALID;
-	return ERR_DB;
+	return status_code(st);
 }
 
 int
@@ -157,14 +154,9 @@ db_renew_request(struct db *db, const uint8_t mac[MAC_LEN], const char *actor,
 	if ((r = call_status(db, "select r_status, r_serial from provd_renew_request($1::macaddr, "
 	    "$2::text, $3::text)", 3, params, NULL, NULL, st, sizeof(st), serial, 33)) != 0)
 		return r;
-	if (strcmp(st, "ok") == 0)
-		return 0;
-	serial[0] = '\0';
-	if (strcmp(st, "not_found") == 0)
-		return ERR_NOT_FOUND;
-	if (strcmp(st, "conflict") == 0)
-		return ERR_CONFLICT;
-	return ERR_DB;
+	if ((r = status_code(st)) != 0)
+		serial[0] = '\0';
+	return r;
 }
 
 int

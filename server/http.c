@@ -72,6 +72,15 @@ req_reply_json(struct req *rq, int status, json_t *obj)
 }
 
 void
+req_reply_json_or(struct req *rq, int status, json_t *obj, int err)
+{
+	if (obj == NULL)
+		req_reply_error(rq, err, NULL);
+	else
+		req_reply_json(rq, status, obj);
+}
+
+void
 req_reply_error(struct req *rq, int err, const char *public_msg)
 {
 	int status = 500;

@@ -174,6 +174,55 @@ parse_json(const struct buf *b)
 	return j;
 }
 
+/*
+ * METHOD path with body (NULL: none), expecting the status want. Returns 0
+ * with the answer parsed into *resp (the caller json_decrefs it; resp NULL:
+ * the answer is not read), or the exit status 1 once it has printed why:
+ * the call failed, the API's error sentence, or an answer that is not JSON.
+ */
+static int
+api_call(struct ctl *c, const char *method, const char *path, const char *body, long want,
+    json_t **resp)
+{
+	struct buf b = { 0 };
+	long st;
+	int rc = 1;
+
+	if (resp != NULL)
+		*resp = NULL;
+	if ((st = api(c, method, path, body, &b)) < 0)
+		goto out;
+	if (st != want) {
+		rc = api_error(st, &b);
+		goto out;
+	}
+	if (resp != NULL && (*resp = parse_json(&b)) == NULL)
+		goto out;
+	rc = 0;
+out:
+	free(b.data);
+	return rc;
+}
+
+/* api_call() with a JSON body (NULL: none), sent compact. */
+static int
+api_call_json(struct ctl *c, const char *method, const char *path, json_t *body, long want,
+    json_t **resp)
+{
+	char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+	int rc;
+
+	if (body != NULL && text == NULL) {
+		if (resp != NULL)
+			*resp = NULL;
+		fprintf(stderr, "provctl: out of memory\n");
+		return 1;
+	}
+	rc = api_call(c, method, path, text, want, resp);
+	free(text);
+	return rc;
+}
+
 static int
 write_out(const char *path, const char *data, size_t len)
 {
@@ -216,10 +265,8 @@ cmd_issue(struct ctl *c, int argc, char **argv)
 	};
 	const char *mac = NULL, *csrfile = NULL, *owner = NULL, *outpath = NULL;
 	json_t *groups = json_array(), *roles = json_array(), *req = NULL, *resp = NULL;
-	char *csr = NULL, *body = NULL;
+	char *csr = NULL;
 	int replace = 0, ch, rc = 1;
-	struct buf b = { 0 };
-	long st;
 
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
@@ -254,18 +301,13 @@ cmd_issue(struct ctl *c, int argc, char **argv)
 		json_object_set(req, "groups", groups);
 	if (json_array_size(roles) > 0)
 		json_object_set(req, "roles", roles);
-	body = json_dumps(req, JSON_COMPACT);
-	if ((st = api(c, "POST", "/v1/certificates", body, &b)) < 0)
-		goto out;
-	if (st != 201) {
-		rc = api_error(st, &b);
-		goto out;
-	}
-	if ((resp = parse_json(&b)) == NULL)
+	if ((rc = api_call_json(c, "POST", "/v1/certificates", req, 201, &resp)) != 0)
 		goto out;
 	const char *pem = json_string_value(json_object_get(resp, "certificate"));
-	if (pem == NULL)
+	if (pem == NULL) {
+		rc = 1;
 		goto out;
+	}
 	fprintf(stderr, "issued serial %s for %s, fingerprint sha256 %s, valid until %s\n",
 	    json_string_value(json_object_get(resp, "serial")),
 	    json_string_value(json_object_get(resp, "mac")),
@@ -274,8 +316,6 @@ cmd_issue(struct ctl *c, int argc, char **argv)
 	rc = write_out(outpath, pem, strlen(pem));
 out:
 	free(csr);
-	free(body);
-	free(b.data);
 	json_decref(groups);
 	json_decref(roles);
 	json_decref(req);
@@ -287,27 +327,16 @@ static int
 cmd_cert(struct ctl *c, int argc, char **argv)
 {
 	char path[256];
-	struct buf b;
 	json_t *j;
-	long st;
-	int pem = argc == 3 && strcmp(argv[2], "--pem") == 0;
+	int pem = argc == 3 && strcmp(argv[2], "--pem") == 0, rc;
 
 	if (argc != 2 && !pem) {
 		usage(stderr);
 		return 2;
 	}
 	snprintf(path, sizeof(path), "/v1/certificates/%.64s", argv[1]);
-	if ((st = api(c, "GET", path, NULL, &b)) < 0)
-		return 1;
-	if (st != 200) {
-		int rc = api_error(st, &b);
-		free(b.data);
+	if ((rc = api_call(c, "GET", path, NULL, 200, &j)) != 0)
 		return rc;
-	}
-	if ((j = parse_json(&b)) == NULL) {
-		free(b.data);
-		return 1;
-	}
 	if (pem)
 		fputs(json_string_value(json_object_get(j, "certificate")), stdout);
 	else {
@@ -316,27 +345,35 @@ cmd_cert(struct ctl *c, int argc, char **argv)
 		putchar('\n');
 	}
 	json_decref(j);
-	free(b.data);
 	return 0;
 }
 
+/*
+ * provctl revoke ADDR|--serial SERIAL [--reason REASON], and (release)
+ * provctl unrevoke ADDR|--serial SERIAL, which releases a certificate from
+ * hold: by device (its latest revoked certificate) or by serial.
+ */
 static int
-cmd_revoke(struct ctl *c, int argc, char **argv)
+cmd_revoke(struct ctl *c, int argc, char **argv, int release)
 {
-	static const struct option lopts[] = {
+	static const struct option revoke_opts[] = {
 		{ "serial", required_argument, NULL, 's' },
 		{ "reason", required_argument, NULL, 'r' },
 		{ NULL, 0, NULL, 0 },
 	};
+	static const struct option release_opts[] = {
+		{ "serial", required_argument, NULL, 's' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *verb = release ? "unrevoke" : "revoke";
 	const char *serial = NULL, *reason = "unspecified", *mac = NULL;
-	char path[256], *body = NULL;
-	struct buf b = { 0 };
-	json_t *req, *resp;
-	int ch, rc = 1;
-	long st;
+	char path[256];
+	json_t *req = NULL, *resp;
+	int ch, rc;
 
 	optind = 0;
-	while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "", release ? release_opts : revoke_opts,
+	    NULL)) != -1) {
 		switch (ch) {
 		case 's': serial = optarg; break;
 		case 'r': reason = optarg; break;
@@ -346,86 +383,31 @@ cmd_revoke(struct ctl *c, int argc, char **argv)
 	if (optind < argc)
 		mac = argv[optind++];
 	if ((mac == NULL) == (serial == NULL) || optind != argc) {
-		fprintf(stderr, "provctl: revoke takes a device address or --serial\n");
+		fprintf(stderr, "provctl: %s takes a device address or --serial\n", verb);
 		return 2;
 	}
 	if (mac != NULL)
-		snprintf(path, sizeof(path), "/v1/devices/%.32s/revoke", mac);
+		snprintf(path, sizeof(path), "/v1/devices/%.32s/%s", mac, verb);
 	else
-		snprintf(path, sizeof(path), "/v1/certificates/%.64s/revoke", serial);
-	req = json_pack("{s:s}", "reason", reason);
-	body = json_dumps(req, JSON_COMPACT);
+		snprintf(path, sizeof(path), "/v1/certificates/%.64s/%s", serial, verb);
+	if (!release)
+		req = json_pack("{s:s}", "reason", reason);
+	rc = api_call_json(c, "POST", path, req, 200, &resp);
 	json_decref(req);
-	if ((st = api(c, "POST", path, body, &b)) < 0)
-		goto out;
-	if (st != 200) {
-		rc = api_error(st, &b);
-		goto out;
-	}
-	if ((resp = parse_json(&b)) == NULL)
-		goto out;
-	printf("revoked %s (%s), serial %s\n",
-	    json_string_value(json_object_get(resp, "mac")),
-	    json_string_value(json_object_get(resp, "revocation_reason")),
-	    json_string_value(json_object_get(resp, "serial")));
-	json_decref(resp);
-	rc = 0;
-out:
-	free(body);
-	free(b.data);
-	return rc;
-}
-
-/* Releases a certificate from hold: by device (its latest revoked
- * certificate) or by serial. */
-static int
-cmd_unrevoke(struct ctl *c, int argc, char **argv)
-{
-	static const struct option lopts[] = {
-		{ "serial", required_argument, NULL, 's' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *serial = NULL, *mac = NULL;
-	char path[256];
-	struct buf b = { 0 };
-	json_t *resp;
-	int ch, rc = 1;
-	long st;
-
-	optind = 0;
-	while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
-		switch (ch) {
-		case 's': serial = optarg; break;
-		default: usage(stderr); return 2;
-		}
-	}
-	if (optind < argc)
-		mac = argv[optind++];
-	if ((mac == NULL) == (serial == NULL) || optind != argc) {
-		fprintf(stderr, "provctl: unrevoke takes a device address or --serial\n");
-		return 2;
-	}
-	if (mac != NULL)
-		snprintf(path, sizeof(path), "/v1/devices/%.32s/unrevoke", mac);
+	if (rc != 0)
+		return rc;
+	if (release)
+		printf("released %s from hold, serial %s is %s\n",
+		    json_string_value(json_object_get(resp, "mac")),
+		    json_string_value(json_object_get(resp, "serial")),
+		    json_string_value(json_object_get(resp, "status")));
 	else
-		snprintf(path, sizeof(path), "/v1/certificates/%.64s/unrevoke", serial);
-	if ((st = api(c, "POST", path, NULL, &b)) < 0)
-		goto out;
-	if (st != 200) {
-		rc = api_error(st, &b);
-		goto out;
-	}
-	if ((resp = parse_json(&b)) == NULL)
-		goto out;
-	printf("released %s from hold, serial %s is %s\n",
-	    json_string_value(json_object_get(resp, "mac")),
-	    json_string_value(json_object_get(resp, "serial")),
-	    json_string_value(json_object_get(resp, "status")));
+		printf("revoked %s (%s), serial %s\n",
+		    json_string_value(json_object_get(resp, "mac")),
+		    json_string_value(json_object_get(resp, "revocation_reason")),
+		    json_string_value(json_object_get(resp, "serial")));
 	json_decref(resp);
-	rc = 0;
-out:
-	free(b.data);
-	return rc;
+	return 0;
 }
 
 static int
@@ -467,34 +449,26 @@ cmd_crl(struct ctl *c, int argc, char **argv)
 static int
 cmd_audit(struct ctl *c, int argc, char **argv)
 {
-	struct buf b;
 	json_t *j;
-	long st;
-	int rc = 1;
+	int rc;
 
 	if (argc != 2 || strcmp(argv[1], "verify") != 0) {
 		usage(stderr);
 		return 2;
 	}
-	if ((st = api(c, "POST", "/v1/audit/verify", NULL, &b)) < 0)
-		return 1;
-	if (st != 200) {
-		rc = api_error(st, &b);
-		free(b.data);
+	if ((rc = api_call(c, "POST", "/v1/audit/verify", NULL, 200, &j)) != 0)
 		return rc;
+	if (json_is_true(json_object_get(j, "ok"))) {
+		printf("audit chain OK (%lld rows)\n",
+		    (long long)json_integer_value(json_object_get(j, "rows")));
+		rc = 0;
+	} else {
+		printf("audit chain BROKEN at seq %lld: %s\n",
+		    (long long)json_integer_value(json_object_get(j, "first_bad_seq")),
+		    json_string_value(json_object_get(j, "why")));
+		rc = 1;
 	}
-	if ((j = parse_json(&b)) != NULL) {
-		if (json_is_true(json_object_get(j, "ok"))) {
-			printf("audit chain OK (%lld rows)\n",
-			    (long long)json_integer_value(json_object_get(j, "rows")));
-			rc = 0;
-		} else
-			printf("audit chain BROKEN at seq %lld: %s\n",
-			    (long long)json_integer_value(json_object_get(j, "first_bad_seq")),
-			    json_string_value(json_object_get(j, "why")));
-		json_decref(j);
-	}
-	free(b.data);
+	json_decref(j);
 	return rc;
 }
 
@@ -509,12 +483,10 @@ cmd_scan(struct ctl *c, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	int64_t ms = -1;
-	json_t *resp = NULL, *devs, *d;
-	struct buf b = { 0 };
+	json_t *resp, *devs, *d;
 	char body[64];
 	size_t i;
-	long st;
-	int ch, rc = 1;
+	int ch, rc;
 
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
@@ -536,14 +508,8 @@ cmd_scan(struct ctl *c, int argc, char **argv)
 		snprintf(body, sizeof(body), "{\"timeout_ms\":%lld}", (long long)ms);
 	else
 		snprintf(body, sizeof(body), "{}");
-	if ((st = api(c, "POST", "/v1/intake/scan", body, &b)) < 0)
-		goto out;
-	if (st != 200) {
-		rc = api_error(st, &b);
-		goto out;
-	}
-	if ((resp = parse_json(&b)) == NULL)
-		goto out;
+	if ((rc = api_call(c, "POST", "/v1/intake/scan", body, 200, &resp)) != 0)
+		return rc;
 	devs = json_object_get(resp, "devices");
 	printf("%-17s  %-8s  %4s  %s\n", "ADDRESS", "CLASS", "RSSI", "NAME");
 	json_array_foreach(devs, i, d)
@@ -553,11 +519,8 @@ cmd_scan(struct ctl *c, int argc, char **argv)
 		    json_string_value(json_object_get(d, "name")));
 	fprintf(stderr, "%zu devices in range (%s radio)\n", json_array_size(devs),
 	    json_string_value(json_object_get(resp, "backend")));
-	rc = 0;
-out:
-	free(b.data);
 	json_decref(resp);
-	return rc;
+	return 0;
 }
 
 /* Reads one line from the terminal into buf (secure heap when it is a
@@ -600,24 +563,17 @@ static int
 enroll_lookup(struct ctl *c, const char *addr, char *name, size_t namelen)
 {
 	uint8_t want[MAC_LEN], got[MAC_LEN];
-	json_t *resp = NULL, *d;
-	struct buf b = { 0 };
+	json_t *resp, *d;
 	size_t i;
-	long st;
-	int rc = 1;
+	int rc;
 
 	if (mac_parse(addr, want) != 0) {
 		fprintf(stderr, "provctl: %s is not a device address\n", addr);
 		return 2;
 	}
-	if ((st = api(c, "POST", "/v1/intake/scan", "{}", &b)) < 0)
-		goto out;
-	if (st != 200) {
-		rc = api_error(st, &b);
-		goto out;
-	}
-	if ((resp = parse_json(&b)) == NULL)
-		goto out;
+	if ((rc = api_call(c, "POST", "/v1/intake/scan", "{}", 200, &resp)) != 0)
+		return rc;
+	rc = 1;
 	json_array_foreach(json_object_get(resp, "devices"), i, d) {
 		const char *m = json_string_value(json_object_get(d, "mac"));
 		if (m == NULL || mac_parse(m, got) != 0 || memcmp(got, want, MAC_LEN) != 0)
@@ -632,7 +588,6 @@ enroll_lookup(struct ctl *c, const char *addr, char *name, size_t namelen)
 	fprintf(stderr, "provctl: %s is not in range; switch the device on, bring it "
 	    "closer, or check the address\n", addr);
 out:
-	free(b.data);
 	json_decref(resp);
 	return rc;
 }
@@ -678,8 +633,6 @@ enroll_follow(struct ctl *c, json_t *job)
 			break;
 		}
 		char path[128];
-		struct buf b = { 0 };
-		long st;
 		json_int_t version = json_integer_value(json_object_get(job, "version"));
 		/* an instance that is not running the job answers at once with
 		 * what the database says: pace those polls */
@@ -690,17 +643,8 @@ enroll_follow(struct ctl *c, json_t *job)
 		seen = version;
 		snprintf(path, sizeof(path), "/v1/intake/enrollments/%lld?wait_ms=30000&version=%lld",
 		    (long long)id, (long long)json_integer_value(json_object_get(job, "version")));
-		if ((st = api(c, "GET", path, NULL, &b)) < 0)
-			break;
-		if (st != 200) {
-			rc = api_error(st, &b);
-			free(b.data);
-			break;
-		}
 		json_decref(job);
-		job = parse_json(&b);
-		free(b.data);
-		if (job == NULL)
+		if (api_call(c, "GET", path, NULL, 200, &job) != 0)
 			break;
 	}
 	json_decref(job);
@@ -724,9 +668,7 @@ cmd_enroll(struct ctl *c, int argc, char **argv)
 	const char *addr, *keygen = NULL, *owner = NULL;
 	char *pin = NULL, *body = NULL, label[64] = "", name[64] = "";
 	json_t *groups = json_array(), *req = NULL, *job = NULL;
-	struct buf b = { 0 };
 	int replace = 0, nowait = 0, ch, rc = 1;
-	long st;
 
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
@@ -797,16 +739,10 @@ cmd_enroll(struct ctl *c, int argc, char **argv)
 	body = json_dumps(req, JSON_COMPACT);
 	/* the PIN leaves this process only inside the request */
 	OPENSSL_cleanse((char *)json_string_value(json_object_get(req, "pin")), strlen(pin));
-	st = api(c, "POST", "/v1/intake/enrollments", body, &b);
+	rc = api_call(c, "POST", "/v1/intake/enrollments", body, 202, &job);
 	if (body != NULL)
 		OPENSSL_cleanse(body, strlen(body));
-	if (st < 0)
-		goto out;
-	if (st != 202) {
-		rc = api_error(st, &b);
-		goto out;
-	}
-	if ((job = parse_json(&b)) == NULL)
+	if (rc != 0)
 		goto out;
 	printf("enrollment %lld of %s started\n",
 	    (long long)json_integer_value(json_object_get(job, "id")), addr);
@@ -818,7 +754,6 @@ cmd_enroll(struct ctl *c, int argc, char **argv)
 out:
 	secret_free(pin);
 	free(body);
-	free(b.data);
 	json_decref(groups);
 	json_decref(req);
 	json_decref(job);
@@ -832,25 +767,17 @@ static int
 cmd_directory(struct ctl *c, int argc, char **argv)
 {
 	int resync = argc == 2 && strcmp(argv[1], "resync") == 0;
-	struct buf b = { 0 };
-	json_t *j = NULL;
-	long st;
-	int rc = 1;
+	json_t *j;
+	int rc;
 
 	if (!resync && !(argc == 2 && strcmp(argv[1], "status") == 0)) {
 		fprintf(stderr, "provctl: directory resync|status\n");
 		return 2;
 	}
-	st = resync ? api(c, "POST", "/v1/directory/resync", NULL, &b) :
-	    api(c, "GET", "/v1/directory/status", NULL, &b);
-	if (st < 0)
-		goto out;
-	if (st != 200) {
-		rc = api_error(st, &b);
-		goto out;
-	}
-	if ((j = parse_json(&b)) == NULL)
-		goto out;
+	rc = resync ? api_call(c, "POST", "/v1/directory/resync", NULL, 200, &j) :
+	    api_call(c, "GET", "/v1/directory/status", NULL, 200, &j);
+	if (rc != 0)
+		return rc;
 #define NUM(k) ((long long)json_integer_value(json_object_get(j, k)))
 	if (resync) {
 		printf("directory resync: %lld created, %lld updated, %lld deleted, "
@@ -879,9 +806,7 @@ cmd_directory(struct ctl *c, int argc, char **argv)
 		rc = 0;
 	}
 #undef NUM
-out:
 	json_decref(j);
-	free(b.data);
 	return rc;
 }
 
@@ -908,42 +833,25 @@ path_seg(const char *in, char *out, size_t outlen)
 static int
 policy_call(struct ctl *c, const char *method, const char *path, json_t *body, int want)
 {
-	struct buf b = { 0 };
-	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_t *resp;
-	long st;
-	int rc = 1;
+	int rc;
 
-	st = api(c, method, path, text, &b);
-	free(text);
-	if (st < 0)
-		goto out;
-	if (st != want) {
-		rc = api_error(st, &b);
-		goto out;
-	}
-	if ((resp = parse_json(&b)) == NULL)
-		goto out;
+	if ((rc = api_call_json(c, method, path, body, want, &resp)) != 0)
+		return rc;
 	if (json_object_get(resp, "id") != NULL)
 		printf("id %lld, ", (long long)json_integer_value(json_object_get(resp, "id")));
 	printf("policy version %lld\n",
 	    (long long)json_integer_value(json_object_get(resp, "policy_version")));
 	json_decref(resp);
-	rc = 0;
-out:
-	free(b.data);
-	return rc;
+	return 0;
 }
 
 /* provctl authorize ADDR RESOURCE [ACTION]: exit 0 allow, 3 deny. */
 static int
 cmd_authorize(struct ctl *c, int argc, char **argv)
 {
-	struct buf b = { 0 };
-	json_t *req, *resp = NULL;
-	char *text;
-	long st;
-	int rc = 1;
+	json_t *req, *resp;
+	int rc;
 
 	if (argc < 3 || argc > 4) {
 		fprintf(stderr, "provctl: authorize ADDR RESOURCE [ACTION]\n");
@@ -951,28 +859,18 @@ cmd_authorize(struct ctl *c, int argc, char **argv)
 	}
 	req = json_pack("{s:{s:s},s:s,s:s}", "device", "mac", argv[1], "resource", argv[2],
 	    "action", argc == 4 ? argv[3] : "connect");
-	text = req ? json_dumps(req, JSON_COMPACT) : NULL;
-	json_decref(req);
-	if (text == NULL)
+	if (req == NULL)
 		return 1;
-	st = api(c, "POST", "/v1/authorize", text, &b);
-	free(text);
-	if (st < 0)
-		goto out;
-	if (st != 200) {
-		rc = api_error(st, &b);
-		goto out;
-	}
-	if ((resp = parse_json(&b)) == NULL)
-		goto out;
+	rc = api_call_json(c, "POST", "/v1/authorize", req, 200, &resp);
+	json_decref(req);
+	if (rc != 0)
+		return rc;
 	const char *d = json_string_value(json_object_get(resp, "decision"));
 	printf("%s: %s (policy version %lld, valid %lld s)\n", d ? d : "?",
 	    json_string_value(json_object_get(resp, "reason")),
 	    (long long)json_integer_value(json_object_get(resp, "policy_version")),
 	    (long long)json_integer_value(json_object_get(resp, "ttl_s")));
 	rc = d != NULL && strcmp(d, "allow") == 0 ? 0 : 3;
-out:
-	free(b.data);
 	json_decref(resp);
 	return rc;
 }
@@ -1117,12 +1015,10 @@ out:
 static int
 cmd_group_validity(struct ctl *c, int argc, char **argv)
 {
-	struct buf b = { 0 };
-	char gseg[400], path[1024], *text;
+	char gseg[400], path[1024];
 	int64_t days = 0;
 	json_t *body;
-	long st;
-	int rc = 1;
+	int rc;
 
 	if (argc != 4 || (strcmp(argv[3], "none") != 0 &&
 	    parse_int64(argv[3], 1, 36500, &days) != 0)) {
@@ -1134,34 +1030,27 @@ cmd_group_validity(struct ctl *c, int argc, char **argv)
 	snprintf(path, sizeof(path), "/v1/groups/%s/validity", gseg);
 	body = days > 0 ? json_pack("{s:I}", "max_validity_days", (json_int_t)days) :
 	    json_pack("{s:n}", "max_validity_days");
-	text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-	json_decref(body);
-	if (text == NULL)
+	if (body == NULL)
 		return 1;
-	st = api(c, "PUT", path, text, &b);
-	free(text);
-	if (st == 200) {
-		if (days > 0)
-			printf("group %s: certificates of its members valid at most %lld days\n",
-			    argv[2], (long long)days);
-		else
-			printf("group %s: no validity cap\n", argv[2]);
-		rc = 0;
-	} else if (st >= 0)
-		rc = api_error(st, &b);
-	free(b.data);
-	return rc;
+	rc = api_call_json(c, "PUT", path, body, 200, NULL);
+	json_decref(body);
+	if (rc != 0)
+		return rc;
+	if (days > 0)
+		printf("group %s: certificates of its members valid at most %lld days\n",
+		    argv[2], (long long)days);
+	else
+		printf("group %s: no validity cap\n", argv[2]);
+	return 0;
 }
 
 /* provctl renew-request ADDR */
 static int
 cmd_renew_request(struct ctl *c, int argc, char **argv)
 {
-	struct buf b = { 0 };
 	char mseg[400], path[1024];
 	json_t *resp;
-	long st;
-	int rc = 1;
+	int rc;
 
 	if (argc != 2) {
 		fprintf(stderr, "provctl: renew-request ADDR\n");
@@ -1170,17 +1059,13 @@ cmd_renew_request(struct ctl *c, int argc, char **argv)
 	if (path_seg(argv[1], mseg, sizeof(mseg)) != 0)
 		return 2;
 	snprintf(path, sizeof(path), "/v1/devices/%s/renew-request", mseg);
-	st = api(c, "POST", path, NULL, &b);
-	if (st == 200 && (resp = parse_json(&b)) != NULL) {
-		printf("%s will renew certificate %s at its next contact\n",
-		    json_string_value(json_object_get(resp, "mac")),
-		    json_string_value(json_object_get(resp, "serial")));
-		json_decref(resp);
-		rc = 0;
-	} else if (st >= 0 && st != 200)
-		rc = api_error(st, &b);
-	free(b.data);
-	return rc;
+	if ((rc = api_call(c, "POST", path, NULL, 200, &resp)) != 0)
+		return rc;
+	printf("%s will renew certificate %s at its next contact\n",
+	    json_string_value(json_object_get(resp, "mac")),
+	    json_string_value(json_object_get(resp, "serial")));
+	json_decref(resp);
+	return 0;
 }
 
 /* ---------------------------------------------------------------------
@@ -1196,25 +1081,15 @@ list_pages(struct ctl *c, const char *path, const char *key, int one_page,
     void (*each)(json_t *item))
 {
 	char page[2048], *after = NULL;
-	struct buf b = { 0 };
 	json_t *resp = NULL, *item;
 	const char *next;
 	size_t i;
-	long st;
 	int rc = 1;
 
 	snprintf(page, sizeof(page), "%s", path);
 	for (;;) {
-		if ((st = api(c, "GET", page, NULL, &b)) < 0)
+		if (api_call(c, "GET", page, NULL, 200, &resp) != 0)
 			goto out;
-		if (st != 200) {
-			rc = api_error(st, &b);
-			goto out;
-		}
-		if ((resp = parse_json(&b)) == NULL)
-			goto out;
-		free(b.data);
-		b.data = NULL;
 		json_array_foreach(json_object_get(resp, key), i, item)
 			each(item);
 		next = json_string_value(json_object_get(resp, "next"));
@@ -1230,7 +1105,6 @@ list_pages(struct ctl *c, const char *path, const char *key, int one_page,
 	rc = 0;
 out:
 	curl_free(after);
-	free(b.data);
 	json_decref(resp);
 	return rc;
 }
@@ -1343,24 +1217,16 @@ usage:
 static int
 cmd_device_show(struct ctl *c, const char *addr)
 {
-	struct buf b = { 0 };
 	char seg[400], path[512], groups[2048];
-	json_t *d = NULL, *cert, *v;
+	json_t *d, *cert, *v;
 	size_t i;
-	long st;
-	int rc = 1;
+	int rc;
 
 	if (path_seg(addr, seg, sizeof(seg)) != 0)
 		return 2;
 	snprintf(path, sizeof(path), "/v1/devices/%s", seg);
-	if ((st = api(c, "GET", path, NULL, &b)) < 0)
-		goto out;
-	if (st != 200) {
-		rc = api_error(st, &b);
-		goto out;
-	}
-	if ((d = parse_json(&b)) == NULL)
-		goto out;
+	if ((rc = api_call(c, "GET", path, NULL, 200, &d)) != 0)
+		return rc;
 	printf("address          %s\n", str_or(d, "mac", "?"));
 	printf("status           %s\n", str_or(d, "status", "?"));
 	printf("owner            %s\n", str_or(d, "owner", "-"));
@@ -1379,47 +1245,37 @@ cmd_device_show(struct ctl *c, const char *addr)
 			printf("  %s %s", json_string_value(v), str_or(cert, "revoked_at", ""));
 		printf("\n");
 	}
-	rc = 0;
-out:
 	json_decref(d);
-	free(b.data);
-	return rc;
+	return 0;
 }
 
 /* provctl device owner ADDR NAME|none */
 static int
 cmd_device_owner(struct ctl *c, const char *addr, const char *owner)
 {
-	struct buf b = { 0 };
-	char seg[400], path[512], *text;
+	char seg[400], path[512];
 	json_t *body, *resp;
-	long st;
-	int rc = 1;
+	int rc;
 
 	if (path_seg(addr, seg, sizeof(seg)) != 0)
 		return 2;
 	snprintf(path, sizeof(path), "/v1/devices/%s/owner", seg);
 	body = strcmp(owner, "none") == 0 ? json_pack("{s:n}", "owner") :
 	    json_pack("{s:s}", "owner", owner);
-	text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
-	json_decref(body);
-	if (text == NULL) {
+	if (body == NULL) {
 		fprintf(stderr, "provctl: the owner is not text\n");
 		return 1;
 	}
-	st = api(c, "PUT", path, text, &b);
-	free(text);
-	if (st == 200 && (resp = parse_json(&b)) != NULL) {
-		printf("%s: owner %s (was %s)%s, policy version %lld\n", str_or(resp, "mac", "?"),
-		    str_or(resp, "owner", "none"), str_or(resp, "previous_owner", "none"),
-		    json_is_true(json_object_get(resp, "changed")) ? "" : ", unchanged",
-		    (long long)json_integer_value(json_object_get(resp, "policy_version")));
-		json_decref(resp);
-		rc = 0;
-	} else if (st >= 0 && st != 200)
-		rc = api_error(st, &b);
-	free(b.data);
-	return rc;
+	rc = api_call_json(c, "PUT", path, body, 200, &resp);
+	json_decref(body);
+	if (rc != 0)
+		return rc;
+	printf("%s: owner %s (was %s)%s, policy version %lld\n", str_or(resp, "mac", "?"),
+	    str_or(resp, "owner", "none"), str_or(resp, "previous_owner", "none"),
+	    json_is_true(json_object_get(resp, "changed")) ? "" : ", unchanged",
+	    (long long)json_integer_value(json_object_get(resp, "policy_version")));
+	json_decref(resp);
+	return 0;
 }
 
 static int
@@ -1484,12 +1340,10 @@ group_row(json_t *g)
 static int
 cmd_group_read(struct ctl *c, int argc, char **argv)
 {
-	struct buf b = { 0 };
 	char seg[400], path[512], line[2048];
-	json_t *g = NULL, *members, *v;
+	json_t *g, *members, *v;
 	size_t i;
-	long st;
-	int rc = 1;
+	int rc;
 
 	if (argc == 2 && strcmp(argv[1], "list") == 0) {
 		printf("%-24s  %7s  %7s  %s\n", "GROUP", "DEVICES", "USERS", "MAX DAYS");
@@ -1502,14 +1356,8 @@ cmd_group_read(struct ctl *c, int argc, char **argv)
 	if (path_seg(argv[2], seg, sizeof(seg)) != 0)
 		return 2;
 	snprintf(path, sizeof(path), "/v1/groups/%s", seg);
-	if ((st = api(c, "GET", path, NULL, &b)) < 0)
-		goto out;
-	if (st != 200) {
-		rc = api_error(st, &b);
-		goto out;
-	}
-	if ((g = parse_json(&b)) == NULL)
-		goto out;
+	if ((rc = api_call(c, "GET", path, NULL, 200, &g)) != 0)
+		return rc;
 	members = json_object_get(g, "members");
 	printf("group            %s\n", str_or(g, "name", "?"));
 	v = json_object_get(g, "max_validity_days");
@@ -1533,11 +1381,8 @@ cmd_group_read(struct ctl *c, int argc, char **argv)
 		    (long long)json_integer_value(v));
 	}
 	printf("rules            %s\n", line[0] ? line : "none");
-	rc = 0;
-out:
 	json_decref(g);
-	free(b.data);
-	return rc;
+	return 0;
 }
 
 /* provctl group add|remove GROUP --device ADDR|--user NAME */
@@ -1577,22 +1422,12 @@ cmd_group(struct ctl *c, int argc, char **argv)
 static int
 cmd_policy(struct ctl *c)
 {
-	struct buf b = { 0 };
 	json_t *resp, *res, *rules, *r;
 	size_t i, k;
-	long st;
+	int rc;
 
-	if ((st = api(c, "GET", "/v1/policy", NULL, &b)) < 0)
-		return 1;
-	if (st != 200) {
-		int rc = api_error(st, &b);
-		free(b.data);
+	if ((rc = api_call(c, "GET", "/v1/policy", NULL, 200, &resp)) != 0)
 		return rc;
-	}
-	resp = parse_json(&b);
-	free(b.data);
-	if (resp == NULL)
-		return 1;
 	printf("policy version %lld\n",
 	    (long long)json_integer_value(json_object_get(resp, "policy_version")));
 	json_array_foreach(json_object_get(resp, "resources"), i, res) {
@@ -1678,9 +1513,9 @@ main(int argc, char **argv)
 	else if (strcmp(argv[0], "cert") == 0)
 		rc = cmd_cert(&c, argc, argv);
 	else if (strcmp(argv[0], "revoke") == 0)
-		rc = cmd_revoke(&c, argc, argv);
+		rc = cmd_revoke(&c, argc, argv, 0);
 	else if (strcmp(argv[0], "unrevoke") == 0)
-		rc = cmd_unrevoke(&c, argc, argv);
+		rc = cmd_revoke(&c, argc, argv, 1);
 	else if (strcmp(argv[0], "crl") == 0)
 		rc = cmd_crl(&c, argc, argv);
 	else if (strcmp(argv[0], "audit") == 0)

@@ -530,10 +530,7 @@ route_renew_status(struct server *s, struct req *rq)
 	    "status", db_cert_status_name(c.status), "not_before", nb, "not_after", na,
 	    "renew_after", ra, "renew_now", now_flag, "reason", reason);
 	db_cert_clear(&c);
-	if (o == NULL)
-		req_reply_error(rq, ERR_NOMEM, NULL);
-	else
-		req_reply_json(rq, 200, o);
+	req_reply_json_or(rq, 200, o, ERR_NOMEM);
 }
 
 /* ---------------------------------------------------------------------

@@ -538,6 +538,16 @@ serial_param(const char *in, char out[CA_SERIAL_HEX])
 	return 0;
 }
 
+/* Answers 200 with c (which it clears) as cert_json() describes it. */
+static void
+reply_cert(struct req *rq, struct db_cert *c)
+{
+	json_t *o = cert_json(c);
+
+	db_cert_clear(c);
+	req_reply_json_or(rq, 200, o, ERR_INTERNAL);
+}
+
 void
 route_cert_get(struct server *s, struct req *rq)
 {
@@ -553,18 +563,29 @@ route_cert_get(struct server *s, struct req *rq)
 		req_reply_error(rq, r, r == ERR_NOT_FOUND ? "No certificate has this serial number." : NULL);
 		return;
 	}
-	json_t *o = cert_json(&c);
-	db_cert_clear(&c);
-	if (o == NULL)
-		req_reply_error(rq, ERR_INTERNAL, NULL);
-	else
-		req_reply_json(rq, 200, o);
+	reply_cert(rq, &c);
 }
 
 /* ---------------------------------------------------------------------
- * POST /v1/certificates/{serial}/revoke, POST /v1/devices/{mac}/revoke
+ * POST /v1/certificates/{serial}/revoke, POST /v1/devices/{mac}/revoke;
+ * POST /v1/certificates/{serial}/unrevoke, POST /v1/devices/{mac}/unrevoke:
+ * releases a certificate from hold (certificateHold), the one revocation
+ * that can be undone.
  */
 static void crl_changed(struct server *s);
+
+/* What follows a revocation or a release through this instance: both CRLs
+ * signed afresh, the OCSP answers dropped, the directory woken; answers
+ * with c (which it clears). */
+static void
+revocation_done(struct server *s, struct req *rq, const char *serial, struct db_cert *c)
+{
+	crl_changed(s);
+	/* this instance at once; the others through the notification */
+	ocsp_invalidate(s, serial);
+	dirsync_kick(s);
+	reply_cert(rq, c);
+}
 
 static void
 revoke_serial(struct server *s, struct req *rq, const char *serial)
@@ -590,58 +611,11 @@ revoke_serial(struct server *s, struct req *rq, const char *serial)
 		    r == ERR_CONFLICT ? "The certificate is not active (already revoked or superseded)." : NULL);
 		return;
 	}
-	crl_changed(s);
 	atomic_fetch_add(&s->m.revoked, 1);
-	/* this instance at once; the others through the notification */
-	ocsp_invalidate(s, serial);
-	dirsync_kick(s);
 	log_info("revoked certificate %s (%s) by \"%s\"", serial, reason_name(reason), rq->actor);
-	json_t *o = cert_json(&c);
-	db_cert_clear(&c);
-	if (o == NULL)
-		req_reply_error(rq, ERR_INTERNAL, NULL);
-	else
-		req_reply_json(rq, 200, o);
+	revocation_done(s, rq, serial, &c);
 }
 
-void
-route_cert_revoke(struct server *s, struct req *rq)
-{
-	char serial[CA_SERIAL_HEX];
-
-	if (serial_param(rq->params[0], serial) != 0) {
-		req_reply_error(rq, ERR_INVALID, "A serial number is 32 hexadecimal digits.");
-		return;
-	}
-	revoke_serial(s, rq, serial);
-}
-
-void
-route_device_revoke(struct server *s, struct req *rq)
-{
-	struct db_cert c = { 0 };
-	uint8_t mac[MAC_LEN];
-	char serial[CA_SERIAL_HEX];
-	int r;
-
-	if (mac_parse(rq->params[0], mac) != 0) {
-		req_reply_error(rq, ERR_BAD_MAC, NULL);
-		return;
-	}
-	if ((r = db_cert_active_by_mac(s->db, mac, &c)) != 0) {
-		req_reply_error(rq, r, r == ERR_NOT_FOUND ? "The device has no active certificate." : NULL);
-		return;
-	}
-	snprintf(serial, sizeof(serial), "%s", c.serial_hex);
-	db_cert_clear(&c);
-	revoke_serial(s, rq, serial);
-}
-
-/* ---------------------------------------------------------------------
- * POST /v1/certificates/{serial}/unrevoke, POST /v1/devices/{mac}/unrevoke:
- * releases a certificate from hold (certificateHold), the one revocation
- * that can be undone.
- */
 static void
 unrevoke_serial(struct server *s, struct req *rq, const char *serial)
 {
@@ -672,21 +646,14 @@ unrevoke_serial(struct server *s, struct req *rq, const char *serial)
 		req_reply_error(rq, r, msg);
 		return;
 	}
-	crl_changed(s);
-	/* this instance at once; the others through the notification */
-	ocsp_invalidate(s, serial);
-	dirsync_kick(s);
 	log_info("certificate %s released from hold by \"%s\"", serial, rq->actor);
-	json_t *o = cert_json(&c);
-	db_cert_clear(&c);
-	if (o == NULL)
-		req_reply_error(rq, ERR_INTERNAL, NULL);
-	else
-		req_reply_json(rq, 200, o);
+	revocation_done(s, rq, serial, &c);
 }
 
-void
-route_cert_unrevoke(struct server *s, struct req *rq)
+/* The action (revoke_serial, unrevoke_serial) on certificate {serial}. */
+static void
+cert_action(struct server *s, struct req *rq,
+    void (*action)(struct server *, struct req *, const char *))
 {
 	char serial[CA_SERIAL_HEX];
 
@@ -694,11 +661,15 @@ route_cert_unrevoke(struct server *s, struct req *rq)
 		req_reply_error(rq, ERR_INVALID, "A serial number is 32 hexadecimal digits.");
 		return;
 	}
-	unrevoke_serial(s, rq, serial);
+	action(s, rq, serial);
 }
 
-void
-route_device_unrevoke(struct server *s, struct req *rq)
+/* The action on the certificate of device {mac} that find picks; none is
+ * the answer when there is no such certificate. */
+static void
+device_action(struct server *s, struct req *rq,
+    int (*find)(struct db *, const uint8_t *, struct db_cert *), const char *none,
+    void (*action)(struct server *, struct req *, const char *))
 {
 	struct db_cert c = { 0 };
 	uint8_t mac[MAC_LEN];
@@ -709,13 +680,39 @@ route_device_unrevoke(struct server *s, struct req *rq)
 		req_reply_error(rq, ERR_BAD_MAC, NULL);
 		return;
 	}
-	if ((r = db_cert_last_revoked_by_mac(s->db, mac, &c)) != 0) {
-		req_reply_error(rq, r, r == ERR_NOT_FOUND ? "The device has no revoked certificate." : NULL);
+	if ((r = find(s->db, mac, &c)) != 0) {
+		req_reply_error(rq, r, r == ERR_NOT_FOUND ? none : NULL);
 		return;
 	}
 	snprintf(serial, sizeof(serial), "%s", c.serial_hex);
 	db_cert_clear(&c);
-	unrevoke_serial(s, rq, serial);
+	action(s, rq, serial);
+}
+
+void
+route_cert_revoke(struct server *s, struct req *rq)
+{
+	cert_action(s, rq, revoke_serial);
+}
+
+void
+route_device_revoke(struct server *s, struct req *rq)
+{
+	device_action(s, rq, db_cert_active_by_mac, "The device has no active certificate.",
+	    revoke_serial);
+}
+
+void
+route_cert_unrevoke(struct server *s, struct req *rq)
+{
+	cert_action(s, rq, unrevoke_serial);
+}
+
+void
+route_device_unrevoke(struct server *s, struct req *rq)
+{
+	device_action(s, rq, db_cert_last_revoked_by_mac, "The device has no revoked certificate.",
+	    unrevoke_serial);
 }
 
 /* ---------------------------------------------------------------------

@@ -140,6 +140,54 @@ query_name(struct req *rq, const char *key, const char **out)
 	return 0;
 }
 
+/* The arguments of a page in name order (limit, after); answers 400 when
+ * one is wrong. */
+static int
+query_name_page(struct req *rq, size_t *limit, const char **after)
+{
+	static const char *const args[] = { "limit", "after", NULL };
+
+	if (query_only(rq, args) != 0 || query_limit(rq, limit) != 0 ||
+	    query_name(rq, "after", after) != 0)
+		return ERR_INVALID;
+	return 0;
+}
+
+/* The device address {mac} of a route that takes no query arguments;
+ * answers 400 when either is wrong. */
+static int
+device_param(struct req *rq, uint8_t mac[MAC_LEN])
+{
+	static const char *const args[] = { NULL };
+
+	if (query_only(rq, args) != 0)
+		return ERR_INVALID;
+	if (mac_parse(rq->params[0], mac) != 0) {
+		req_reply_error(rq, ERR_BAD_MAC, NULL);
+		return ERR_BAD_MAC;
+	}
+	return 0;
+}
+
+/* The name {name} of a user or group (what) of a route that takes no query
+ * arguments; answers 400 when either is wrong. */
+static int
+name_param(struct req *rq, const char *what)
+{
+	static const char *const args[] = { NULL };
+	char why[120];
+
+	if (query_only(rq, args) != 0)
+		return ERR_INVALID;
+	if (optdata_check_name(rq->params[0]) != 0) {
+		msg_set(why, sizeof(why), "The %s must be a name of 1 to 128 printable characters.",
+		    what);
+		req_reply_error(rq, ERR_INVALID, why);
+		return ERR_INVALID;
+	}
+	return 0;
+}
+
 /* {"KEY": [...], "next": NEXT|null} */
 static void
 reply_page(struct req *rq, const char *key, json_t *items, const char *next)
@@ -232,18 +280,13 @@ route_device_list(struct server *s, struct req *rq)
 void
 route_device_get(struct server *s, struct req *rq)
 {
-	static const char *const args[] = { NULL };
 	struct db_device_info d;
 	uint8_t mac[MAC_LEN];
 	json_t *o, *certs;
 	int r;
 
-	if (query_only(rq, args) != 0)
+	if (device_param(rq, mac) != 0)
 		return;
-	if (mac_parse(rq->params[0], mac) != 0) {
-		req_reply_error(rq, ERR_BAD_MAC, NULL);
-		return;
-	}
 	if ((r = db_device_get(s->db, mac, &d)) != 0) {
 		req_reply_error(rq, r, r == ERR_NOT_FOUND ? "No such device." : NULL);
 		return;
@@ -269,7 +312,6 @@ route_device_get(struct server *s, struct req *rq)
 void
 route_device_owner(struct server *s, struct req *rq)
 {
-	static const char *const args[] = { NULL };
 	static const char *const keys[] = { "owner", NULL };
 	char why[160] = "", mac_text[MAC_STR_LEN], previous[OPTDATA_MAX_STR + 1];
 	const char *owner = NULL;
@@ -278,12 +320,8 @@ route_device_owner(struct server *s, struct req *rq)
 	json_t *jo;
 	int changed, r;
 
-	if (query_only(rq, args) != 0)
+	if (device_param(rq, mac) != 0)
 		return;
-	if (mac_parse(rq->params[0], mac) != 0) {
-		req_reply_error(rq, ERR_BAD_MAC, NULL);
-		return;
-	}
 	if (json_only_keys(rq->json, keys, why, sizeof(why)) != 0) {
 		req_reply_error(rq, ERR_INVALID, why);
 		return;
@@ -322,16 +360,13 @@ route_device_owner(struct server *s, struct req *rq)
 void
 route_user_list(struct server *s, struct req *rq)
 {
-	static const char *const args[] = { "limit", "after", NULL };
 	struct db_user_info *v = NULL;
 	const char *after;
-	char *next = NULL;
 	json_t *items;
 	size_t limit, n = 0;
 	int more = 0, r;
 
-	if (query_only(rq, args) != 0 || query_limit(rq, &limit) != 0 ||
-	    query_name(rq, "after", &after) != 0)
+	if (query_name_page(rq, &limit, &after) != 0)
 		return;
 	if ((r = db_user_list(s->db, after, limit, &v, &n, &more)) != 0) {
 		req_reply_error(rq, r, NULL);
@@ -343,28 +378,20 @@ route_user_list(struct server *s, struct req *rq)
 		    "devices", (json_int_t)v[i].devices, "groups",
 		    strings_json(v[i].groups, v[i].ngroups), "created_at",
 		    time_json(v[i].created_at)));
-	if (more && n > 0)
-		next = v[n - 1].name;
-	reply_page(rq, "users", items, next);
+	reply_page(rq, "users", items, more && n > 0 ? v[n - 1].name : NULL);
 	db_user_list_free(v, n);
 }
 
 void
 route_user_delete(struct server *s, struct req *rq)
 {
-	static const char *const args[] = { NULL };
 	int64_t *rules = NULL, version;
 	size_t nrules = 0;
 	char why[600];
 	int r;
 
-	if (query_only(rq, args) != 0)
+	if (name_param(rq, "user") != 0)
 		return;
-	if (optdata_check_name(rq->params[0]) != 0) {
-		req_reply_error(rq, ERR_INVALID, "The user must be a name of 1 to 128 printable "
-		    "characters.");
-		return;
-	}
 	r = db_user_delete(s->db, rq->params[0], rq->actor, rq->id, &rules, &nrules, &version);
 	if (r == ERR_CONFLICT) {
 		/* at most RULES_NAMED_MAX ids of 19 digits: it fits */
@@ -410,16 +437,13 @@ group_json(const struct db_group_info *g)
 void
 route_group_list(struct server *s, struct req *rq)
 {
-	static const char *const args[] = { "limit", "after", NULL };
 	struct db_group_info *v = NULL;
 	const char *after;
-	char *next = NULL;
 	json_t *items;
 	size_t limit, n = 0;
 	int more = 0, r;
 
-	if (query_only(rq, args) != 0 || query_limit(rq, &limit) != 0 ||
-	    query_name(rq, "after", &after) != 0)
+	if (query_name_page(rq, &limit, &after) != 0)
 		return;
 	if ((r = db_group_list(s->db, after, limit, &v, &n, &more)) != 0) {
 		req_reply_error(rq, r, NULL);
@@ -428,27 +452,19 @@ route_group_list(struct server *s, struct req *rq)
 	items = json_array();
 	for (size_t i = 0; items != NULL && i < n; i++)
 		json_array_append_new(items, group_json(&v[i]));
-	if (more && n > 0)
-		next = v[n - 1].name;
-	reply_page(rq, "groups", items, next);
+	reply_page(rq, "groups", items, more && n > 0 ? v[n - 1].name : NULL);
 	db_group_list_free(v, n);
 }
 
 void
 route_group_get(struct server *s, struct req *rq)
 {
-	static const char *const args[] = { NULL };
 	struct db_group_info g;
 	json_t *o, *macs, *rules;
 	int r;
 
-	if (query_only(rq, args) != 0)
+	if (name_param(rq, "group") != 0)
 		return;
-	if (optdata_check_name(rq->params[0]) != 0) {
-		req_reply_error(rq, ERR_INVALID, "The group must be a name of 1 to 128 printable "
-		    "characters.");
-		return;
-	}
 	if ((r = db_group_get(s->db, rq->params[0], GROUP_MEMBERS_CAP, &g)) != 0) {
 		req_reply_error(rq, r, r == ERR_NOT_FOUND ? "No such group." : NULL);
 		return;

@@ -117,6 +117,9 @@ struct req {
 
 /* JSON reply: steals obj. */
 void req_reply_json(struct req *rq, int status, json_t *obj);
+/* req_reply_json(), or when obj is NULL (it could not be built) the error
+ * reply for err. */
+void req_reply_json_or(struct req *rq, int status, json_t *obj, int err);
 /* Raw reply: takes ownership of a malloc'd buffer. */
 void req_reply_raw(struct req *rq, int status, const char *type, char *buf, size_t len);
 /* Error reply from the one error table; public_msg overrides the table's

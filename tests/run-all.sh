@@ -54,7 +54,7 @@ for t in tests/integration/test_*.sh; do
 	pass=$((pass + p))
 	echo "$t: $p passed, $f failed"
 	if [ "$f" != 0 ]; then
-		printf '%s\n' "$out" | grep -v '^ok ' | tail -n 60
+		printf '%s\n' "$out" | grep -v '^ok ' | tail -n 100
 		note_fail "$f" "$t"
 	fi
 done

@@ -126,5 +126,10 @@ t_done() {
 		not_ok "provd ran clean under the sanitizers"
 		grep -A 30 -E 'Sanitizer|runtime error' "$T/provd.log" | head -n 60
 	fi
+	# a failure is easier to read with what provd said last
+	if [ $nfail != 0 ] && [ -s "$T/provd.log" ]; then
+		echo "# the end of provd's log:"
+		tail -n 40 "$T/provd.log" | sed 's/^/#   /'
+	fi
 	[ $nfail = 0 ]
 }

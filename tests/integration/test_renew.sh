@@ -7,6 +7,7 @@
 # hint, "renew at next contact" and a group's validity cap; devagent renew
 # and devagent run against the file keystore and a TPM (swtpm).
 . "$(dirname "$0")/lib.sh"
+PROVD_LOG_LEVEL=${PROVD_LOG_LEVEL:-info}
 
 AIR=$T/air
 mkdir -p "$AIR"
