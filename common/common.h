@@ -132,6 +132,9 @@ int optdata_check_name(const char *s);
 /* ---------------------------------------------------------------------
  * Small helpers.
  */
+/* Copies src into dst of size n (n > 0), cut to fit and NUL-terminated:
+ * snprintf(dst, n, "%s", src) without the formatting. */
+void str_copy(char *dst, size_t n, const char *src);
 /* printf into a caller's message buffer (a public reason, an error
  * sentence); nothing when buf is NULL or len is 0. */
 void msg_set(char *buf, size_t len, const char *fmt, ...)

@@ -277,3 +277,12 @@ time_format_rfc3339(time_t t, char *out, size_t outlen)
 	gmtime_r(&t, &tm);
 	strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
+
+void
+str_copy(char *dst, size_t n, const char *src)
+{
+	size_t len = strnlen(src, n - 1);
+
+	memcpy(dst, src, len);
+	dst[len] = '\0';
+}

@@ -1006,8 +1006,8 @@ parse_question(struct authz *a, json_t *o, struct question *q, int *foreign, cha
 		msg_set(why, whylen, "\"action\" must be a name of 1 to 64 bytes.");
 		return ERR_INVALID;
 	}
-	snprintf(q->resource, sizeof(q->resource), "%s", json_string_value(res));
-	snprintf(q->action, sizeof(q->action), "%s", act ? json_string_value(act) : "connect");
+	str_copy(q->resource, sizeof(q->resource), json_string_value(res));
+	str_copy(q->action, sizeof(q->action), act ? json_string_value(act) : "connect");
 	if ((r = parse_device(a, json_object_get(o, "device"), q, why, whylen)) == 1) {
 		*foreign = 1;
 		return 0;

@@ -186,7 +186,7 @@ auth_token(struct server *s, struct req *rq, const char *h)
 	pthread_mutex_lock(&s->tok_mu);
 	if (e->expires_ns > now && memcmp(e->hash, hash, 32) == 0) {
 		rq->role = e->role;
-		snprintf(rq->actor, sizeof(rq->actor), "%s", e->name);
+		str_copy(rq->actor, sizeof(rq->actor), e->name);
 		pthread_mutex_unlock(&s->tok_mu);
 		return 0;
 	}
@@ -591,10 +591,10 @@ req_new(struct MHD_Connection *conn, const char *method, const char *url)
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1)
 		memset(rnd, 0, sizeof(rnd));
 	hex_encode(rnd, sizeof(rnd), rq->id);
-	snprintf(rq->method, sizeof(rq->method), "%s", method);
+	str_copy(rq->method, sizeof(rq->method), method);
 	if (strlen(url) >= sizeof(rq->url))
 		rq->too_big = 2;	/* URL too long: answered as 414 */
-	snprintf(rq->url, sizeof(rq->url), "%s", url);
+	str_copy(rq->url, sizeof(rq->url), url);
 	return rq;
 }
 
@@ -855,6 +855,10 @@ server_start(const struct config *cfg, const char *self, const char *conf,
 		{ MHD_OPTION_SOCK_ADDR, 0, &ss },
 		{ MHD_OPTION_THREAD_POOL_SIZE, threads, NULL },
 		{ MHD_OPTION_CONNECTION_LIMIT, (intptr_t)cfg->max_connections, NULL },
+		/* libmicrohttpd clears a connection's memory pool for each request:
+		 * 16 KiB (not its default 32) holds the request line and headers
+		 * (the URL is bounded at 256 bytes; bodies go to our own buffer) */
+		{ MHD_OPTION_CONNECTION_MEMORY_LIMIT, 16 * 1024, NULL },
 		{ MHD_OPTION_CONNECTION_TIMEOUT, 30, NULL },
 		{ MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s },
 		{ MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, s },
