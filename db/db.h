@@ -273,7 +273,8 @@ int db_audit_verify(struct db *db, struct db_audit_report *rep);
  * API tokens: stored as SHA-256 of the token; the token itself is shown once.
  */
 enum db_role { DB_ROLE_NONE = 0, DB_ROLE_OPERATOR, DB_ROLE_SECURITY,
-	DB_ROLE_AUTHORIZER, DB_ROLE_ADMIN };
+	DB_ROLE_AUTHORIZER, DB_ROLE_ADMIN, DB_ROLE_VIEWER };
+#define DB_ROLE_LAST DB_ROLE_VIEWER	/* viewer: reads only */
 int db_role_parse(const char *s, enum db_role *out);
 const char *db_role_name(enum db_role r);
 

@@ -27,6 +27,7 @@ static const char *const role_names[] = {
 	[DB_ROLE_SECURITY] = "security",
 	[DB_ROLE_AUTHORIZER] = "authorizer",
 	[DB_ROLE_ADMIN] = "admin",
+	[DB_ROLE_VIEWER] = "viewer",
 };
 
 int
@@ -38,7 +39,7 @@ db_role_parse(const char *s, enum db_role *out)
 		*out = DB_ROLE_NONE;
 	if (s == NULL || out == NULL)
 		return ERR_INVALID;
-	for (i = DB_ROLE_OPERATOR; i <= DB_ROLE_ADMIN; i++) {
+	for (i = DB_ROLE_OPERATOR; i <= DB_ROLE_LAST; i++) {
 		if (strcmp(s, role_names[i]) == 0) {
 			*out = (enum db_role)i;
 			return 0;
@@ -50,7 +51,7 @@ db_role_parse(const char *s, enum db_role *out)
 const char *
 db_role_name(enum db_role r)
 {
-	if ((int)r < DB_ROLE_NONE || r > DB_ROLE_ADMIN)
+	if ((int)r < DB_ROLE_NONE || r > DB_ROLE_LAST)
 		return "none";
 	return role_names[r];
 }
@@ -110,7 +111,7 @@ db_token_add(struct db *db, const char *name, enum db_role role, char **token)
 	if (token != NULL)
 		*token = NULL;
 	if (db == NULL || token == NULL || token_name_check(name) != 0 ||
-	    role < DB_ROLE_OPERATOR || role > DB_ROLE_ADMIN)
+	    role < DB_ROLE_OPERATOR || role > DB_ROLE_LAST)
 		return ERR_INVALID;
 	if ((tok = OPENSSL_secure_malloc(TOKEN_LEN + 1)) == NULL)
 		return ERR_NOMEM;
