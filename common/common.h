@@ -215,6 +215,13 @@ struct config {
 	int64_t radio_timeout_ms;	/* per step of an intake, default 15000 */
 	int64_t radio_max_enrollments;	/* at once, default 32 */
 	char *radio_keygen;		/* auto, device, server; default auto */
+	/* [console] */
+	char *console_dir;		/* the console's static files */
+	int64_t console_session_idle_s;	/* default 1800 */
+	int64_t console_session_max_s;	/* absolute, default 43200 */
+	int64_t console_login_fail_max;	/* attempts per name in a window, default 5 */
+	int64_t console_login_fail_max_addr;	/* per client address, default 20 */
+	int64_t console_login_window_s;	/* default 900 */
 	/* [log] */
 	enum log_level log_level;	/* default info */
 	int log_json;			/* default no */

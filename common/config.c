@@ -11,10 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <ini.h>
 #include <openssl/crypto.h>
 
 #include "common/common.h"
+#include "paths.h"		/* PROVD_CONSOLE_DIR, from the Makefile's PREFIX */
 
 enum key_type { K_STR, K_INT, K_BOOL, K_LEVEL };
 
@@ -68,6 +70,12 @@ static const struct key_def keytab[] = {
 	{ "radio", "timeout_ms", K_INT, O(radio_timeout_ms), 100, 600000, "15000" },
 	{ "radio", "max_enrollments", K_INT, O(radio_max_enrollments), 1, 1024, "32" },
 	{ "radio", "keygen", K_STR, O(radio_keygen), 1, 16, "auto" },
+	{ "console", "dir", K_STR, O(console_dir), 1, PATH_MAX, PROVD_CONSOLE_DIR },
+	{ "console", "session_idle_s", K_INT, O(console_session_idle_s), 1, 86400, "1800" },
+	{ "console", "session_max_s", K_INT, O(console_session_max_s), 1, 30 * 86400, "43200" },
+	{ "console", "login_fail_max", K_INT, O(console_login_fail_max), 1, 1000, "5" },
+	{ "console", "login_fail_max_addr", K_INT, O(console_login_fail_max_addr), 1, 100000, "20" },
+	{ "console", "login_window_s", K_INT, O(console_login_window_s), 1, 86400, "900" },
 	{ "log", "level", K_LEVEL, O(log_level), 0, 0, "info" },
 	{ "log", "json", K_BOOL, O(log_json), 0, 1, "no" },
 	{ "log", "syslog", K_BOOL, O(log_syslog), 0, 1, "no" },
@@ -246,6 +254,12 @@ check_consistency(const struct config *cfg, char *err, size_t errlen)
 		    (long long)cfg->crl_next_update_s);
 		return ERR_CONFIG;
 	}
+	if (cfg->console_session_idle_s > cfg->console_session_max_s) {
+		snprintf(err, errlen, "console.session_idle_s (%lld) must not exceed "
+		    "console.session_max_s (%lld)", (long long)cfg->console_session_idle_s,
+		    (long long)cfg->console_session_max_s);
+		return ERR_CONFIG;
+	}
 	if (strstr(cfg->db_conninfo, "password") != NULL) {
 		snprintf(err, errlen, "database.conninfo must not hold a password; use database.password_file");
 		return ERR_CONFIG;
@@ -327,6 +341,18 @@ config_check_files(const struct config *cfg, char *err, size_t errlen)
 			}
 		} else if (access(files[i].path, R_OK) != 0) {
 			snprintf(err, errlen, "%s: %s: %s", files[i].key, files[i].path, strerror(errno));
+			return ERR_CONFIG;
+		}
+	}
+	/* the default need not exist (the console is then not served); a
+	 * directory named in the file must */
+	if (config_is_set(cfg, "console.dir")) {
+		struct stat st;
+		errno = 0;
+		if (stat(cfg->console_dir, &st) != 0 || !S_ISDIR(st.st_mode) ||
+		    access(cfg->console_dir, R_OK | X_OK) != 0) {
+			snprintf(err, errlen, "console.dir: %s: %s", cfg->console_dir,
+			    errno != 0 ? strerror(errno) : "not a directory");
 			return ERR_CONFIG;
 		}
 	}

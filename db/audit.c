@@ -1,10 +1,12 @@
 /*
  * The audit log: appending goes through the SQL function audit_append()
  * (which chains the hash); verification recomputes every hash here, in seq
- * order, page by page inside one repeatable-read snapshot.
+ * order, page by page inside one repeatable-read snapshot. Listing reads it
+ * newest first, a page at a time by seq.
  */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -198,5 +200,126 @@ out:
 	PQclear(res);
 	db_conn_put(db, c);	/* ends the read-only transaction */
 	EVP_MD_CTX_free(md);
+	return r;
+}
+
+/* ---------------------------------------------------------------------
+ * Listing, newest first. A filter left NULL folds away when the statement
+ * is planned with its values (an unnamed statement is): what remains walks
+ * the primary key down from before, or an index of sql/009_console_read.sql
+ * (object, action, actor, the device named in detail, time) when the
+ * planner finds the filter selective.
+ */
+void
+db_audit_list_free(struct db_audit_entry *v, size_t n)
+{
+	if (v == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].actor);
+		free(v[i].action);
+		free(v[i].object);
+		free(v[i].detail);
+	}
+	free(v);
+}
+
+/* A copy of column col of row (never NULL in audit_log). */
+static int
+audit_col(const PGresult *res, int row, int col, char **out)
+{
+	return (*out = strdup(PQgetvalue(res, row, col))) != NULL ? 0 : ERR_NOMEM;
+}
+
+int
+db_audit_list(struct db *db, const struct db_audit_filter *f, struct db_audit_entry **out,
+    size_t *n, int *more)
+{
+	struct db_audit_entry *v = NULL;
+	PGconn *c = NULL;
+	PGresult *res = NULL;
+	char before[24], lim[24], *prefix = NULL;
+	const char *params[10];
+	size_t rows = 0, i = 0, k = 0;
+	int r;
+
+	*out = NULL;
+	*n = 0;
+	*more = 0;
+	if (db == NULL || f == NULL || f->limit < 1 || f->limit > DB_LIST_MAX || f->before < 0)
+		return ERR_INVALID;
+	if (f->action_prefix != NULL) {
+		/* a LIKE pattern: the prefix with \, % and _ escaped, then % */
+		size_t len = strlen(f->action_prefix);
+		if ((prefix = malloc(2 * len + 2)) == NULL)
+			return ERR_NOMEM;
+		for (i = 0; i < len; i++) {
+			char ch = f->action_prefix[i];
+			if (ch == '\\' || ch == '%' || ch == '_')
+				prefix[k++] = '\\';
+			prefix[k++] = ch;
+		}
+		prefix[k++] = '%';
+		prefix[k] = '\0';
+	}
+	snprintf(before, sizeof(before), "%" PRId64, f->before);
+	snprintf(lim, sizeof(lim), "%zu", f->limit + 1);
+	params[0] = f->before > 0 ? before : NULL;
+	params[1] = f->action;
+	params[2] = prefix;
+	params[3] = f->object;
+	params[4] = f->actor;
+	params[5] = f->device;
+	params[6] = f->since;
+	params[7] = f->until;
+	params[8] = lim;
+	if ((r = db_conn_get(db, &c)) != 0)
+		goto out;
+	if ((res = db_exec(c, "select seq, floor(extract(epoch from at))::int8, actor, action, "
+	    "object, detail::text from audit_log a "
+	    "where ($1::int8 is null or a.seq < $1::int8) "
+	    "and ($2::text is null or a.action = $2::text) "
+	    "and ($3::text is null or a.action like $3::text) "
+	    "and ($4::text is null or a.object = $4::text) "
+	    "and ($5::text is null or a.actor = $5::text) "
+	    "and ($6::text is null or a.object = $6::text "
+	    "or coalesce(a.detail ->> 'mac', a.detail ->> 'device') = $6::text) "
+	    "and ($7::timestamptz is null or a.at >= $7::timestamptz) "
+	    "and ($8::timestamptz is null or a.at < $8::timestamptz) "
+	    "order by a.seq desc limit $9::int8", 9, params, NULL, NULL, 0, &r)) == NULL)
+		goto out;
+	rows = (size_t)PQntuples(res);
+	if (rows > f->limit) {
+		rows = f->limit;
+		*more = 1;
+	}
+	if ((v = calloc(rows > 0 ? rows : 1, sizeof(*v))) == NULL) {
+		r = ERR_NOMEM;
+		goto out;
+	}
+	for (i = 0; i < rows; i++) {
+		if (PQnfields(res) != 6 ||
+		    parse_int64(PQgetvalue(res, (int)i, 0), 1, INT64_MAX, &v[i].seq) != 0 ||
+		    parse_int64(PQgetvalue(res, (int)i, 1), INT64_MIN, INT64_MAX, &v[i].at) != 0) {
+			r = ERR_DB;
+			goto out;
+		}
+		if ((r = audit_col(res, (int)i, 2, &v[i].actor)) != 0 ||
+		    (r = audit_col(res, (int)i, 3, &v[i].action)) != 0 ||
+		    (r = audit_col(res, (int)i, 4, &v[i].object)) != 0 ||
+		    (r = audit_col(res, (int)i, 5, &v[i].detail)) != 0)
+			goto out;
+	}
+	*out = v;
+	*n = rows;
+	v = NULL;
+	r = 0;
+out:
+	PQclear(res);
+	db_conn_put(db, c);
+	db_audit_list_free(v, rows);
+	free(prefix);
+	if (r != 0)
+		*more = 0;
 	return r;
 }

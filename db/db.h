@@ -505,6 +505,7 @@ struct db_device_info {
 	uint8_t mac[MAC_LEN];
 	char status[12];		/* pending, active, revoked, retired */
 	char *owner;			/* NULL: none */
+	char *name, *model;		/* NULL: not recorded */
 	char **groups;			/* names, in name order */
 	size_t ngroups;
 	int has_cert;			/* cert: the active certificate, else the
@@ -521,6 +522,15 @@ struct db_device_filter {
 	const char *owner, *group;	/* names; NULL: any */
 	const uint8_t *after;		/* the page starts after this address */
 	size_t limit;			/* 1 .. DB_LIST_MAX */
+	/* search (sql/009_console_read.sql): q is a prefix of the address
+	 * (mac_lo .. mac_hi, "xx:xx:xx:xx:xx:xx", both NULL when q is not an
+	 * address prefix), or of the name or the owner's name, case
+	 * insensitive; NULL: any */
+	const char *q;
+	const char *mac_lo, *mac_hi;
+	/* the active certificate's notAfter is before / after these
+	 * (timestamptz text, UTC); NULL: no bound */
+	const char *expires_before, *expires_after;
 };
 void db_device_info_clear(struct db_device_info *d);
 void db_device_list_free(struct db_device_info *v, size_t n);
@@ -579,5 +589,168 @@ int db_device_owner(struct db *db, const uint8_t mac[MAC_LEN], const char *owner
  * nothing written. */
 int db_user_delete(struct db *db, const char *name, const char *actor, const char *request_id,
     int64_t **rules, size_t *nrules, int64_t *version);
+
+/* ---------------------------------------------------------------------
+ * Web console accounts, login sessions and the login throttle
+ * (db/console.c, sql/008_console.sql). Passwords are hashed here with
+ * scrypt (OpenSSL's EVP_KDF "SCRYPT") into a self-describing record
+ * "scrypt$N$r$p$SALT$HASH" (SALT and HASH in standard base64); the
+ * password itself never reaches the database. Callers wipe their copies
+ * of passwords and session tokens.
+ */
+#define DB_ACCOUNT_NAME_MAX 55		/* bytes; "console:" + name fits an actor */
+#define DB_PASSWORD_MIN 12		/* bytes */
+#define DB_PASSWORD_MAX 1024
+#define DB_PWHASH_MAX 256		/* a record, NUL included */
+#define DB_SCRYPT_N 32768		/* new records: N = 2^15, r = 8, p = 1 */
+#define DB_SCRYPT_R 8
+#define DB_SCRYPT_P 1
+#define DB_SESSION_TOKEN_LEN 43		/* base64url of 32 random bytes */
+#define DB_CSRF_LEN 43
+
+/* scrypt (RFC 7914) of pw under salt into out[outlen]; the one place
+ * provd computes it. N a power of 2 in 2..2^20, r 1..32, p 1..16, at most
+ * 256 MiB of memory (128 * r * N bytes). Returns 0, ERR_INVALID or
+ * ERR_CRYPTO. */
+int db_scrypt(const void *pw, size_t pwlen, const void *salt, size_t saltlen,
+    uint64_t n, uint32_t r, uint32_t p, uint8_t *out, size_t outlen);
+/* A new record for pw (DB_PASSWORD_MIN..DB_PASSWORD_MAX bytes) with a
+ * random 16-byte salt and a 32-byte hash: DB_SCRYPT_* parameters, or the
+ * given ones (2^10 <= n <= 2^20) with _params. ERR_INVALID for a password
+ * out of bounds. */
+int db_password_hash(const char *pw, size_t pwlen, char out[DB_PWHASH_MAX]);
+int db_password_hash_params(const char *pw, size_t pwlen, uint64_t n, uint32_t r,
+    uint32_t p, char out[DB_PWHASH_MAX]);
+/* Checks pw against record in constant time once the hash is computed.
+ * Returns 0 (it matches), ERR_AUTH (it does not), or ERR_INVALID (record
+ * malformed: wrong scheme, parameters out of bounds, salt of 1..64 bytes
+ * and hash of 16..64 bytes not in base64; nothing is hashed then). */
+int db_password_verify(const char *pw, size_t pwlen, const char *record);
+/* 0 when name is 1..DB_ACCOUNT_NAME_MAX bytes of printable ASCII without
+ * spaces, ERR_INVALID otherwise. */
+int db_account_name_check(const char *name);
+
+struct db_account_info {
+	char name[DB_ACCOUNT_NAME_MAX + 1];
+	enum db_role role;
+	int disabled;
+	int64_t created_at, updated_at;	/* Unix seconds */
+	int64_t last_login_at;		/* 0: never */
+	int64_t sessions;		/* sessions before their absolute expiry */
+};
+/* Audited account changes (actor: who, e.g. "system"). add: ERR_CONFLICT
+ * when the name exists; role viewer, operator, security or admin. passwd,
+ * remove and disable end the account's sessions (*ended: how many; may be
+ * NULL). ERR_NOT_FOUND for an unknown name. set_disabled: *ended is -1
+ * when the account already was so (nothing written). */
+int db_account_add(struct db *db, const char *name, enum db_role role, const char *pw,
+    size_t pwlen, const char *actor);
+int db_account_passwd(struct db *db, const char *name, const char *pw, size_t pwlen,
+    const char *actor, int64_t *ended);
+int db_account_remove(struct db *db, const char *name, const char *actor, int64_t *ended);
+int db_account_set_disabled(struct db *db, const char *name, int disabled,
+    const char *actor, int64_t *ended);
+/* Every account in name order; *out new (free()), *n of them. */
+int db_account_list(struct db *db, struct db_account_info **out, size_t *n);
+
+/* A session as authentication sees it. */
+struct db_session {
+	uint8_t hash[32];		/* SHA-256 of the token */
+	char name[DB_ACCOUNT_NAME_MAX + 1];
+	enum db_role role;
+	char csrf[DB_CSRF_LEN + 1];
+	int64_t created_at, expires_at;	/* Unix seconds; expires_at absolute */
+};
+/* Looks a session token up: 0 with *out filled when the session exists,
+ * its account is enabled, it is before its absolute expiry and it was
+ * seen within idle_s seconds; ERR_AUTH otherwise (a malformed token is
+ * not looked up). last_seen is written when older than min(60 s, idle_s /
+ * 4), so that most requests only read. ERR_DB, ERR_UNAVAILABLE. */
+int db_session_check(struct db *db, const char *token, int64_t idle_s,
+    struct db_session *out);
+/* Ends a session (audit row session.logout). ERR_NOT_FOUND when it had
+ * ended already. */
+int db_session_end(struct db *db, const uint8_t hash[32], const char *request_id);
+
+/* The login throttle, shared by every instance through the database. */
+struct db_login_limits {
+	int64_t window_s;		/* failures are counted in windows this long */
+	int64_t max_name;		/* attempts per account name in a window */
+	int64_t max_address;		/* attempts per client address in a window */
+	int64_t idle_s, max_s;		/* session idle and absolute expiry */
+};
+/* What db_login_begin found. */
+struct db_login {
+	int64_t retry_after_s;		/* > 0: throttled; nothing below is set */
+	int64_t account;		/* 0: no such account */
+	enum db_role role;
+	int disabled;
+	char hash[DB_PWHASH_MAX];	/* the account's record */
+};
+/* The first step of a login, before any hashing: counts the attempt
+ * against name (NULL when the name given cannot be an account's) and
+ * address (NULL: unknown), or, when either has had its limit in the
+ * current window, counts nothing and sets retry_after_s. */
+int db_login_begin(struct db *db, const char *name, const char *address,
+    const struct db_login_limits *lim, struct db_login *out);
+/* A failed login: audit row session.login_failed with reason
+ * (unknown_name, wrong_password, disabled, malformed_name). */
+int db_login_failed(struct db *db, const char *name, const char *address,
+    const char *reason, const char *request_id);
+/* A successful login for l->account: a new session (its token, on the
+ * secure heap, into *token: secret_free(); its record into *sess), the
+ * attempt given back to the throttle, audit row session.login.
+ * ERR_NOT_FOUND when the account was removed or disabled meanwhile. */
+int db_login_ok(struct db *db, const struct db_login *l, const char *address,
+    const struct db_login_limits *lim, const char *request_id, char **token,
+    struct db_session *sess);
+
+/* ---------------------------------------------------------------------
+ * The web console's reads (sql/009_console_read.sql): the audit log page
+ * by page, and the overview's counts.
+ */
+struct db_audit_entry {
+	int64_t seq;
+	int64_t at;			/* Unix seconds */
+	char *actor, *action, *object;	/* owned */
+	char *detail;			/* owned: the JSON text as stored */
+};
+struct db_audit_filter {
+	const char *action;		/* exact; NULL: any */
+	const char *action_prefix;	/* the action starts with it; NULL: any */
+	const char *object, *actor;	/* exact; NULL: any */
+	const char *device;		/* "xx:xx:xx:xx:xx:xx": rows whose object is
+					   the address or whose detail names it as
+					   "mac" or "device"; NULL: any */
+	const char *since, *until;	/* timestamptz text: at >= since, at <
+					   until; NULL: no bound */
+	int64_t before;			/* seq < before; 0: from the newest */
+	size_t limit;			/* 1 .. DB_LIST_MAX */
+};
+void db_audit_list_free(struct db_audit_entry *v, size_t n);	/* NULL is a no-op */
+/* Rows matching f, newest (highest seq) first: *out new (*n of them),
+ * *more 1 when older ones follow the last. */
+int db_audit_list(struct db *db, const struct db_audit_filter *f,
+    struct db_audit_entry **out, size_t *n, int *more);
+
+#define DB_STATS_DAYS 30
+#define DB_STATS_WEEKS 12
+struct db_stats {
+	int64_t at;			/* the database's time of the read, Unix s */
+	int64_t devices[4];		/* pending, active, revoked, retired */
+	int64_t certs_active, certs_revoked, certs_superseded;
+	/* certificates issued that did not replace an active one (renewals
+	 * and replacements left out), per UTC day, the oldest first; the
+	 * last day is today */
+	int64_t day0;			/* 00:00 UTC of the first day */
+	int64_t enrolled[DB_STATS_DAYS];
+	/* active certificates expiring, per week (Monday 00:00 UTC) from this
+	 * week's, counting from now */
+	int64_t week0;
+	int64_t expiring[DB_STATS_WEEKS];
+	int64_t revoked_24h;		/* revoked (not superseded) in 24 hours */
+};
+/* The overview, read in one snapshot. */
+int db_stats_read(struct db *db, struct db_stats *out);
 
 #endif

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "db/db_int.h"
 
@@ -185,37 +186,21 @@ page_rows(const PGresult *res, size_t limit, int *more)
  * Devices.
  */
 
-/* Every device read selects these columns, in this order. The certificate
- * shown is the active one, else the newest. */
-#define DEVICE_SELECT \
+/* Every device read selects these columns, in this order, from devices d
+ * and what DEVICE_JOINS adds. The certificate shown is the active one,
+ * else the newest. */
+#define DEVICE_COLS \
 	"select d.id, d.mac::text, d.status, u.name, c.serial, c.status, " \
 	"floor(extract(epoch from c.not_after))::int8, d.renew_requested_at is not null, " \
 	"floor(extract(epoch from d.created_at))::int8, " \
-	"floor(extract(epoch from d.updated_at))::int8 " \
-	"from devices d left join users u on u.id = d.owner_id " \
+	"floor(extract(epoch from d.updated_at))::int8, d.name, d.model "
+#define DEVICE_JOINS \
+	"left join users u on u.id = d.owner_id " \
 	"left join lateral (select x.serial, x.status, x.not_after from certificates x " \
 	"where x.device_id = d.id order by x.status = 'active' desc, x.id desc limit 1) c " \
 	"on true "
-#define DEVICE_NCOLS 10
-
-/*
- * A page of devices. A filter left NULL folds away when the statement is
- * planned with its values (an unnamed statement is), leaving one walk of
- * an index in address order: devices_status_mac, devices_owner_mac or the
- * address index. The group is a semi-join of its own (inside an "is null
- * or" it could not be one): the planner either walks the addresses and
- * probes the memberships (a large group) or reads the members and sorts
- * them (a small one).
- */
-#define DEVICE_LIST_WHERE \
-	"where ($1::text is null or d.status = $1::text) " \
-	"and ($2::int8 is null or d.owner_id = $2::int8) " \
-	"and ($3::macaddr is null or d.mac > $3::macaddr) "
-#define DEVICE_LIST_SQL \
-	DEVICE_SELECT DEVICE_LIST_WHERE "order by d.mac limit $4::int8"
-#define DEVICE_LIST_GROUP_SQL \
-	DEVICE_SELECT DEVICE_LIST_WHERE "and d.id in (select m.device_id from group_members m " \
-	"where m.group_id = $5::int8 and m.device_id is not null) order by d.mac limit $4::int8"
+#define DEVICE_SELECT DEVICE_COLS "from devices d " DEVICE_JOINS
+#define DEVICE_NCOLS 12
 
 #define DEVICE_GROUPS_SQL \
 	"select t.o, g.name from unnest($1::int8[]) with ordinality as t(id, o) " \
@@ -228,6 +213,8 @@ db_device_info_clear(struct db_device_info *d)
 	if (d == NULL)
 		return;
 	free(d->owner);
+	free(d->name);
+	free(d->model);
 	names_free(d->groups, d->ngroups);
 	free(d->certs);
 	memset(d, 0, sizeof(*d));
@@ -267,6 +254,9 @@ device_from_row(const PGresult *res, int row, struct db_device_info *d, int64_t 
 		d->cert.reason = -1;
 	}
 	d->renew_requested = PQgetvalue(res, row, 7)[0] == 't';
+	if ((r = col_dup(res, row, 10, &d->name)) != 0 ||
+	    (r = col_dup(res, row, 11, &d->model)) != 0)
+		return r;
 	return 0;
 }
 
@@ -305,24 +295,206 @@ out:
 	return r;
 }
 
+/* ---------------------------------------------------------------------
+ * A statement put together from fixed fragments, its values bound as
+ * parameters: only the filters asked for appear in it, each as a plain
+ * condition or a semi-join that the planner can drive an index with (a
+ * condition inside "$n is null or ..." could not be a semi-join). No text
+ * of a request goes into the SQL itself.
+ */
+#define SQL_MAX 4096
+#define SQL_PARAMS 12
+
+struct sql_text {
+	char s[SQL_MAX];
+	size_t len;
+	const char *v[SQL_PARAMS];
+	int n;
+	int over;			/* a fragment did not fit: a bug */
+};
+
+static void
+sql_add(struct sql_text *b, const char *text)
+{
+	size_t l = strlen(text);
+
+	if (b->len + l >= sizeof(b->s)) {
+		b->over = 1;
+		return;
+	}
+	memcpy(b->s + b->len, text, l + 1);
+	b->len += l;
+}
+
+/* Binds value as the next parameter and returns its number. */
+static int
+sql_bind(struct sql_text *b, const char *value)
+{
+	if (b->n == SQL_PARAMS) {
+		b->over = 1;
+		return 1;
+	}
+	b->v[b->n++] = value;
+	return b->n;
+}
+
+/* Adds "$n::type". */
+static void
+sql_ref(struct sql_text *b, int n, const char *type)
+{
+	char t[48];
+
+	snprintf(t, sizeof(t), "$%d::%s", n, type);
+	sql_add(b, t);
+}
+
+/* Parameter numbers of a device page (0: that filter is not asked for). */
+struct page_params {
+	int status, owner, after, group, lo, hi, pattern, before, since, limit;
+};
+
+/* " and ..." on devices d for every filter but the search. */
+static void
+device_conds(struct sql_text *b, const struct page_params *p)
+{
+	if (p->status) {
+		sql_add(b, " and d.status = ");
+		sql_ref(b, p->status, "text");
+	}
+	if (p->owner) {
+		sql_add(b, " and d.owner_id = ");
+		sql_ref(b, p->owner, "int8");
+	}
+	if (p->after) {
+		sql_add(b, " and d.mac > ");
+		sql_ref(b, p->after, "macaddr");
+	}
+	if (p->group) {
+		sql_add(b, " and d.id in (select m.device_id from group_members m "
+		    "where m.group_id = ");
+		sql_ref(b, p->group, "int8");
+		sql_add(b, " and m.device_id is not null)");
+	}
+	if (p->before || p->since) {
+		sql_add(b, " and d.id in (select e.device_id from certificates e "
+		    "where e.status = 'active'");
+		if (p->before) {
+			sql_add(b, " and e.not_after < ");
+			sql_ref(b, p->before, "timestamptz");
+		}
+		if (p->since) {
+			sql_add(b, " and e.not_after > ");
+			sql_ref(b, p->since, "timestamptz");
+		}
+		sql_add(b, ")");
+	}
+}
+
+/* " order by d.mac limit $n::int8" */
+static void
+device_order(struct sql_text *b, const struct page_params *p)
+{
+	sql_add(b, " order by d.mac limit ");
+	sql_ref(b, p->limit, "int8");
+}
+
+/*
+ * A page of devices: the ids of the page first, then their columns. The
+ * filters walk an index in address order (the address index,
+ * devices_status_mac or devices_owner_mac), or read a group's members or
+ * the certificates expiring in a window (certificates_active_expiry) and
+ * sort them, whichever the planner finds cheaper. A search is the union of
+ * three pages, each with the other filters: addresses in the prefix's
+ * range (an index range), names and owners' names with the prefix
+ * (devices_name_prefix, users_name_prefix); the page is the first of
+ * their union.
+ */
+static void
+device_page_sql(struct sql_text *b, const struct page_params *p)
+{
+	sql_add(b, "with page as (");
+	if (p->pattern) {
+		sql_add(b, "select s.id, s.mac from (");
+		if (p->lo) {
+			sql_add(b, "(select d.id, d.mac from devices d where d.mac between ");
+			sql_ref(b, p->lo, "macaddr");
+			sql_add(b, " and ");
+			sql_ref(b, p->hi, "macaddr");
+			device_conds(b, p);
+			device_order(b, p);
+			sql_add(b, ") union ");
+		}
+		sql_add(b, "(select d.id, d.mac from devices d where lower(d.name) like lower(");
+		sql_ref(b, p->pattern, "text");
+		sql_add(b, ")");
+		device_conds(b, p);
+		device_order(b, p);
+		sql_add(b, ") union (select d.id, d.mac from devices d join users o "
+		    "on o.id = d.owner_id where lower(o.name) like lower(");
+		sql_ref(b, p->pattern, "text");
+		sql_add(b, ")");
+		device_conds(b, p);
+		device_order(b, p);
+		sql_add(b, ")) s order by s.mac limit ");
+		sql_ref(b, p->limit, "int8");
+	} else {
+		sql_add(b, "select d.id, d.mac from devices d where true");
+		device_conds(b, p);
+		device_order(b, p);
+	}
+	sql_add(b, ") " DEVICE_COLS "from page p join devices d on d.id = p.id " DEVICE_JOINS
+	    "order by d.mac");
+}
+
+/* q as a LIKE pattern for a prefix: \, % and _ escaped, % appended. *out
+ * new (free()). */
+static int
+like_prefix(const char *q, char **out)
+{
+	size_t len = strlen(q), k = 0;
+	char *p = malloc(2 * len + 2);
+
+	*out = NULL;
+	if (p == NULL)
+		return ERR_NOMEM;
+	for (size_t i = 0; i < len; i++) {
+		if (q[i] == '\\' || q[i] == '%' || q[i] == '_')
+			p[k++] = '\\';
+		p[k++] = q[i];
+	}
+	p[k++] = '%';
+	p[k] = '\0';
+	*out = p;
+	return 0;
+}
+
 int
 db_device_list(struct db *db, const struct db_device_filter *f, struct db_device_info **out,
     size_t *n, int *more)
 {
+	struct sql_text *b = NULL;
+	struct page_params pp = { 0 };
 	PGconn *c = NULL;
 	PGresult *res = NULL;
 	char mac[MAC_STR_LEN], owner_id[24] = "", group_id[24] = "", lim[24];
-	const char *params[5];
+	char *pattern = NULL;
+	const char *params[2];
 	size_t rows;
 	int r;
 
 	*out = NULL;
 	*n = 0;
 	*more = 0;
-	if (f == NULL)
+	if (f == NULL || (f->mac_lo == NULL) != (f->mac_hi == NULL) ||
+	    (f->mac_lo != NULL && f->q == NULL))
 		return ERR_INVALID;
+	if ((b = calloc(1, sizeof(*b))) == NULL ||
+	    (f->q != NULL && like_prefix(f->q, &pattern) != 0)) {
+		free(b);
+		return ERR_NOMEM;
+	}
 	if ((r = page_conn(db, f->limit, lim, &c)) != 0)
-		return r;
+		goto out;
 	if ((r = exec_simple(c, SNAPSHOT)) != 0)
 		goto out;
 	if (f->owner != NULL || f->group != NULL) {
@@ -349,13 +521,32 @@ db_device_list(struct db *db, const struct db_device_filter *f, struct db_device
 	}
 	if (f->after != NULL)
 		mac_format(f->after, mac);
-	params[0] = f->status;
-	params[1] = f->owner != NULL ? owner_id : NULL;
-	params[2] = f->after != NULL ? mac : NULL;
-	params[3] = lim;
-	params[4] = group_id;
-	if ((res = db_exec(c, f->group != NULL ? DEVICE_LIST_GROUP_SQL : DEVICE_LIST_SQL,
-	    f->group != NULL ? 5 : 4, params, NULL, NULL, 0, &r)) == NULL)
+	pp.limit = sql_bind(b, lim);
+	if (f->status != NULL)
+		pp.status = sql_bind(b, f->status);
+	if (f->owner != NULL)
+		pp.owner = sql_bind(b, owner_id);
+	if (f->after != NULL)
+		pp.after = sql_bind(b, mac);
+	if (f->group != NULL)
+		pp.group = sql_bind(b, group_id);
+	if (f->mac_lo != NULL) {
+		pp.lo = sql_bind(b, f->mac_lo);
+		pp.hi = sql_bind(b, f->mac_hi);
+	}
+	if (pattern != NULL)
+		pp.pattern = sql_bind(b, pattern);
+	if (f->expires_before != NULL)
+		pp.before = sql_bind(b, f->expires_before);
+	if (f->expires_after != NULL)
+		pp.since = sql_bind(b, f->expires_after);
+	device_page_sql(b, &pp);
+	if (b->over) {
+		log_warnx("the device page statement does not fit");
+		r = ERR_INTERNAL;
+		goto out;
+	}
+	if ((res = db_exec(c, b->s, b->n, b->v, NULL, NULL, 0, &r)) == NULL)
 		goto out;
 	rows = page_rows(res, f->limit, more);
 	if ((r = devices_from_result(c, res, rows, out, n)) != 0)
@@ -364,6 +555,8 @@ db_device_list(struct db *db, const struct db_device_filter *f, struct db_device
 out:
 	PQclear(res);
 	db_conn_put(db, c);
+	free(pattern);
+	free(b);
 	if (r != 0) {
 		db_device_list_free(*out, *n);
 		*out = NULL;
@@ -817,5 +1010,143 @@ db_user_delete(struct db *db, const char *name, const char *actor, const char *r
 		PQclear(res);
 	}
 	db_conn_put(db, c);
+	return r;
+}
+
+/* ---------------------------------------------------------------------
+ * The overview (sql/009_console_read.sql), in one snapshot. What is large
+ * is counted whole and what is small is subtracted from it: all devices
+ * less pending, revoked and retired (ranges of devices_status_mac) are the
+ * active ones; all certificates (the smallest index) less the revoked and
+ * superseded ones (certificates_revoked) the active ones. Days and weeks
+ * are ranges of certificates_issued and certificates_active_expiry. JIT is
+ * off: compiling these short scans costs more than it saves.
+ */
+static int
+stats_i64(const PGresult *res, int row, int col, int64_t *out)
+{
+	if (row >= PQntuples(res) || col >= PQnfields(res))
+		return ERR_DB;
+	return col_i64(res, row, col, INT64_MIN, INT64_MAX, out);
+}
+
+int
+db_stats_read(struct db *db, struct db_stats *out)
+{
+	static const char *const sql[] = {
+		/* 0: all devices, then pending, revoked, retired */
+		"select (select count(*) from devices), "
+		"(select count(*) from devices where status = 'pending'), "
+		"(select count(*) from devices where status = 'revoked'), "
+		"(select count(*) from devices where status = 'retired')",
+		/* 1: all certificates */
+		"select count(*) from certificates",
+		/* 2: revoked and superseded; revoked since $1 less a day */
+		"select status, count(*), count(*) filter (where revoked_at > "
+		"to_timestamp($1::int8) - interval '1 day') from certificates "
+		"where status <> 'active' group by status",
+		/* 3: per day from $1: issued, less those that replaced another
+		 * (a replaced certificate is marked superseded, with revoked_at,
+		 * in the transaction that records its successor: the same now()) */
+		"select (select count(*) from certificates where issued_at >= t.d "
+		"and issued_at < t.d + interval '1 day') - "
+		"(select count(*) from certificates where status <> 'active' "
+		"and status = 'superseded' and revoked_at >= t.d "
+		"and revoked_at < t.d + interval '1 day') "
+		"from generate_series(to_timestamp($1::int8), to_timestamp($1::int8) + "
+		"interval '29 days', interval '1 day') with ordinality as t(d, o) order by o",
+		/* 4: active certificates expiring per week from $2, from now ($1) on */
+		"select (select count(*) from certificates where status = 'active' "
+		"and not_after >= greatest(t.w, to_timestamp($1::int8)) "
+		"and not_after < t.w + interval '7 days') "
+		"from generate_series(to_timestamp($2::int8), to_timestamp($2::int8) + "
+		"interval '77 days', interval '7 days') with ordinality as t(w, o) order by o",
+	};
+	PGconn *c = NULL;
+	PGresult *res = NULL;
+	char at[24], day0[24], week0[24];
+	const char *params[2];
+	int64_t today, all, n;
+	struct tm tm;
+	time_t t;
+	int r;
+
+	if (out == NULL)
+		return ERR_INVALID;
+	memset(out, 0, sizeof(*out));
+	if (db == NULL)
+		return ERR_INVALID;
+	if ((r = db_conn_get(db, &c)) != 0)
+		return r;
+	if ((r = exec_simple(c, SNAPSHOT)) != 0 || (r = exec_simple(c, "set local jit = off")) != 0)
+		goto out;
+	if ((res = db_exec(c, "select floor(extract(epoch from now()))::int8", 0, NULL, NULL,
+	    NULL, 0, &r)) == NULL)
+		goto out;
+	if ((r = stats_i64(res, 0, 0, &out->at)) != 0)
+		goto out;
+	PQclear(res);
+	res = NULL;
+	/* days and weeks in UTC */
+	today = out->at - (out->at % 86400 + 86400) % 86400;
+	t = (time_t)today;
+	gmtime_r(&t, &tm);
+	out->day0 = today - (DB_STATS_DAYS - 1) * 86400;
+	out->week0 = today - (int64_t)((tm.tm_wday + 6) % 7) * 86400;	/* Monday */
+	snprintf(at, sizeof(at), "%" PRId64, out->at);
+	snprintf(day0, sizeof(day0), "%" PRId64, out->day0);
+	snprintf(week0, sizeof(week0), "%" PRId64, out->week0);
+
+	if ((res = db_exec(c, sql[0], 0, NULL, NULL, NULL, 0, &r)) == NULL)
+		goto out;
+	if ((r = stats_i64(res, 0, 0, &all)) != 0 ||
+	    (r = stats_i64(res, 0, 1, &out->devices[0])) != 0 ||
+	    (r = stats_i64(res, 0, 2, &out->devices[2])) != 0 ||
+	    (r = stats_i64(res, 0, 3, &out->devices[3])) != 0)
+		goto out;
+	out->devices[1] = all - out->devices[0] - out->devices[2] - out->devices[3];
+	PQclear(res);
+	if ((res = db_exec(c, sql[1], 0, NULL, NULL, NULL, 0, &r)) == NULL)
+		goto out;
+	if ((r = stats_i64(res, 0, 0, &all)) != 0)
+		goto out;
+	PQclear(res);
+	params[0] = at;
+	if ((res = db_exec(c, sql[2], 1, params, NULL, NULL, 0, &r)) == NULL)
+		goto out;
+	for (int i = 0; i < PQntuples(res); i++) {
+		const char *st = PQgetvalue(res, i, 0);
+		if ((r = stats_i64(res, i, 1, &n)) != 0)
+			goto out;
+		if (strcmp(st, "revoked") == 0) {
+			out->certs_revoked = n;
+			if ((r = stats_i64(res, i, 2, &out->revoked_24h)) != 0)
+				goto out;
+		} else if (strcmp(st, "superseded") == 0) {
+			out->certs_superseded = n;
+		}
+	}
+	out->certs_active = all - out->certs_revoked - out->certs_superseded;
+	PQclear(res);
+	params[0] = day0;
+	if ((res = db_exec(c, sql[3], 1, params, NULL, NULL, 0, &r)) == NULL)
+		goto out;
+	for (int i = 0; i < DB_STATS_DAYS; i++)
+		if ((r = stats_i64(res, i, 0, &out->enrolled[i])) != 0)
+			goto out;
+	PQclear(res);
+	params[0] = at;
+	params[1] = week0;
+	if ((res = db_exec(c, sql[4], 2, params, NULL, NULL, 0, &r)) == NULL)
+		goto out;
+	for (int i = 0; i < DB_STATS_WEEKS; i++)
+		if ((r = stats_i64(res, i, 0, &out->expiring[i])) != 0)
+			goto out;
+	r = exec_simple(c, "commit");
+out:
+	PQclear(res);
+	db_conn_put(db, c);
+	if (r != 0)
+		memset(out, 0, sizeof(*out));
 	return r;
 }

@@ -9,6 +9,11 @@
  * immutable snapshot swapped whole when it changes. Readers take the read
  * side of one rwlock; the listener thread writes.
  *
+ * Every decision is also written into a fixed ring of the last AUTHZ_RING
+ * (GET /v1/decisions), without a lock; a question only tried (POST
+ * /v1/authorize/try) is decided the same way but uses no one-time grant,
+ * counts nowhere and is not written into the ring.
+ *
  * With [authz] cache = no, devices are always read per request.
  * Until the first full load has finished, and after the notification
  * connection was lost until the reload that follows, devices are read from
@@ -71,6 +76,28 @@ struct resource {
 	size_t nrules;
 };
 
+/* A recent decision as the ring keeps it. */
+struct decision_rec {
+	int64_t at_ms;			/* Unix milliseconds */
+	int64_t version;
+	uint8_t mac[MAC_LEN];
+	uint8_t has_mac, by_cert, has_fp, allow;
+	uint8_t fp[32];			/* the certificate asked about */
+	char resource[OPTDATA_MAX_STR + 1];
+	char action[65];
+	char reason[160];
+	char actor[64];
+};
+
+/* seq: 0 empty; odd while entry (seq - 1) / 2 is written; 2 * (n + 1) once
+ * entry n is complete. */
+struct ring_slot {
+	atomic_ullong seq;
+	struct decision_rec rec;
+};
+
+#define AUTHZ_RING 4096			/* a power of two */
+
 struct policy {
 	int64_t version;
 	struct resource *res;		/* by id */
@@ -100,6 +127,8 @@ struct authz {
 	pthread_mutex_t mu;		/* stopping */
 	int stopping;
 	atomic_ullong decisions, allowed, cold;
+	struct ring_slot *ring;		/* AUTHZ_RING recent decisions */
+	atomic_ullong ring_next;	/* entries written so far */
 };
 
 /* ---------------------------------------------------------------------
@@ -688,6 +717,7 @@ struct answer {
 	size_t ngroups;
 	int64_t version;
 	int64_t one_time_rule;		/* an unused one-time grant to take */
+	int foreign;			/* a certificate of another CA */
 };
 
 /* Whether rule r is in force at t (UTC). */
@@ -822,16 +852,19 @@ evaluate(struct authz *a, const struct adev *d, const struct question *q, struct
 }
 
 /* One question. Returns 0 with ans filled, or an error (database
- * unreachable on the cold path). */
+ * unreachable on the cold path). A question only tried counts nowhere and
+ * leaves a one-time grant unused. */
 static int
-decide(struct authz *a, const struct question *q, const char *actor, struct answer *ans)
+decide(struct authz *a, const struct question *q, const char *actor, int tried,
+    struct answer *ans)
 {
 	struct adev *d, tmp;
 	struct db_authz_device dd;
 	int r, loaded;
 
 	memset(ans, 0, sizeof(*ans));
-	atomic_fetch_add(&a->decisions, 1);
+	if (!tried)
+		atomic_fetch_add(&a->decisions, 1);
 	pthread_rwlock_rdlock(&a->lock);
 	ans->version = a->pol->version;
 	loaded = a->loaded;
@@ -848,7 +881,8 @@ decide(struct authz *a, const struct question *q, const char *actor, struct answ
 		char st[12];
 		uint8_t mac[MAC_LEN];
 		int reason;
-		atomic_fetch_add(&a->cold, 1);
+		if (!tried)
+			atomic_fetch_add(&a->cold, 1);
 		r = db_authz_cert_status(a->s->db, q->fp, st, mac, &reason);
 		if (r == ERR_NOT_FOUND) {
 			msg_set(ans->reason, sizeof(ans->reason), "unknown certificate");
@@ -867,7 +901,8 @@ decide(struct authz *a, const struct question *q, const char *actor, struct answ
 		msg_set(ans->reason, sizeof(ans->reason), "unknown device");
 		goto out;
 	} else {
-		atomic_fetch_add(&a->cold, 1);
+		if (!tried)
+			atomic_fetch_add(&a->cold, 1);
 		r = db_authz_device_by_mac(a->s->db, q->mac, &dd);
 	}
 	if (r == ERR_NOT_FOUND) {
@@ -895,7 +930,7 @@ decide(struct authz *a, const struct question *q, const char *actor, struct answ
 	evaluate(a, &tmp, q, ans);
 	pthread_rwlock_unlock(&a->lock);
 out:
-	if (ans->allow && ans->one_time_rule) {
+	if (ans->allow && ans->one_time_rule && !tried) {
 		/* a one-time grant is used by this decision, or by another first */
 		r = db_rule_use(a->s->db, ans->one_time_rule, actor, ans->mac);
 		if (r == ERR_CONFLICT) {
@@ -906,9 +941,64 @@ out:
 			return r;
 		}
 	}
-	if (ans->allow)
+	if (ans->allow && !tried)
 		atomic_fetch_add(&a->allowed, 1);
 	return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * The ring of recent decisions. A decision claims entry n with one atomic
+ * increment and writes slot n % AUTHZ_RING as a sequence lock: the slot's
+ * seq odd while it writes, 2 * (n + 1) when done. A reader copies a slot
+ * and keeps the copy only when seq was that even value before and after.
+ * A slot still being written when its turn comes round again (a decision
+ * held up for AUTHZ_RING others) is left to that writer: the newer entry
+ * is dropped rather than waited for. Decisions never wait here.
+ */
+static void
+ring_put(struct authz *a, const struct question *q, const struct answer *ans,
+    const char *actor)
+{
+	unsigned long long n = atomic_fetch_add_explicit(&a->ring_next, 1, memory_order_relaxed);
+	struct ring_slot *sl = &a->ring[n & (AUTHZ_RING - 1)];
+	unsigned long long cur = atomic_load_explicit(&sl->seq, memory_order_relaxed);
+	struct decision_rec *d = &sl->rec;
+	struct timespec ts;
+
+	if ((cur & 1) || cur > 2 * n || !atomic_compare_exchange_strong_explicit(&sl->seq,
+	    &cur, 2 * n + 1, memory_order_acq_rel, memory_order_relaxed))
+		return;
+	atomic_thread_fence(memory_order_release);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	d->at_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	d->version = ans->version;
+	d->allow = (uint8_t)ans->allow;
+	d->by_cert = q->by == 2;
+	d->has_fp = q->by == 2 && !ans->foreign;
+	if (d->has_fp)
+		memcpy(d->fp, q->fp, sizeof(d->fp));
+	d->has_mac = q->by == 1 || ans->known || (ans->mac[0] | ans->mac[1] | ans->mac[2] |
+	    ans->mac[3] | ans->mac[4] | ans->mac[5]) != 0;
+	memcpy(d->mac, q->by == 1 ? q->mac : ans->mac, MAC_LEN);
+	str_copy(d->resource, sizeof(d->resource), q->resource);
+	str_copy(d->action, sizeof(d->action), q->action);
+	str_copy(d->reason, sizeof(d->reason), ans->reason);
+	str_copy(d->actor, sizeof(d->actor), actor);
+	atomic_store_explicit(&sl->seq, 2 * n + 2, memory_order_release);
+}
+
+/* Entry n into *out when the ring still holds it, complete. */
+static int
+ring_get(struct authz *a, unsigned long long n, struct decision_rec *out)
+{
+	struct ring_slot *sl = &a->ring[n & (AUTHZ_RING - 1)];
+	unsigned long long s1 = atomic_load_explicit(&sl->seq, memory_order_acquire);
+
+	if (s1 != 2 * n + 2)
+		return 0;
+	memcpy(out, &sl->rec, sizeof(*out));
+	atomic_thread_fence(memory_order_acquire);
+	return atomic_load_explicit(&sl->seq, memory_order_relaxed) == s1;
 }
 
 /* ---------------------------------------------------------------------
@@ -1049,9 +1139,12 @@ authz_ready(struct server *s, struct req *rq)
 	return 0;
 }
 
-/* One question to an answer object (or an error reply when it fails). */
+/* One question to an answer object (or NULL and *err, with a public
+ * reason in why, when it fails). A decision goes into the ring unless it
+ * was only tried. */
 static json_t *
-ask(struct server *s, struct req *rq, json_t *qj, int *err, char *why, size_t whylen)
+ask(struct server *s, struct req *rq, json_t *qj, int tried, int *err, char *why,
+    size_t whylen)
 {
 	struct authz *a = s->authz;
 	struct question q;
@@ -1065,17 +1158,19 @@ ask(struct server *s, struct req *rq, json_t *qj, int *err, char *why, size_t wh
 	}
 	if (foreign) {
 		memset(&ans, 0, sizeof(ans));
+		ans.foreign = 1;
 		pthread_rwlock_rdlock(&a->lock);
 		ans.version = a->pol->version;
 		pthread_rwlock_unlock(&a->lock);
 		msg_set(ans.reason, sizeof(ans.reason), "certificate not issued by this CA");
-		atomic_fetch_add(&a->decisions, 1);
-		return answer_json(&ans, s->cfg->authz_ttl_s);
-	}
-	if ((r = decide(a, &q, rq->actor, &ans)) != 0) {
+		if (!tried)
+			atomic_fetch_add(&a->decisions, 1);
+	} else if ((r = decide(a, &q, rq->actor, tried, &ans)) != 0) {
 		*err = r;
 		return NULL;
 	}
+	if (!tried)
+		ring_put(a, &q, &ans, rq->actor);
 	return answer_json(&ans, s->cfg->authz_ttl_s);
 }
 
@@ -1088,11 +1183,113 @@ route_authorize(struct server *s, struct req *rq)
 
 	if (!authz_ready(s, rq))
 		return;
-	if ((ans = ask(s, rq, rq->json, &err, why, sizeof(why))) == NULL) {
+	if ((ans = ask(s, rq, rq->json, 0, &err, why, sizeof(why))) == NULL) {
 		req_reply_error(rq, err ? err : ERR_NOMEM, why[0] ? why : NULL);
 		return;
 	}
 	req_reply_json(rq, 200, ans);
+}
+
+/* POST /v1/authorize/try: the same question and answer, plus "tried":
+ * true; nothing is used up, counted or kept. */
+void
+route_authorize_try(struct server *s, struct req *rq)
+{
+	char why[240] = "";
+	json_t *ans;
+	int err;
+
+	if (!authz_ready(s, rq))
+		return;
+	if ((ans = ask(s, rq, rq->json, 1, &err, why, sizeof(why))) == NULL) {
+		req_reply_error(rq, err ? err : ERR_NOMEM, why[0] ? why : NULL);
+		return;
+	}
+	json_object_set_new(ans, "tried", json_true());
+	req_reply_json(rq, 200, ans);
+}
+
+/* GET /v1/decisions?mac=&limit=&before=: this instance's recent decisions,
+ * newest first. */
+static json_t *
+decision_json(unsigned long long n, const struct decision_rec *d)
+{
+	char at[64], mac[MAC_STR_LEN], fp[65];
+	struct tm tm;
+	time_t t = (time_t)(d->at_ms / 1000);
+	json_t *o;
+
+	gmtime_r(&t, &tm);
+	snprintf(at, sizeof(at), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	    (int)(d->at_ms % 1000));
+	if (d->has_mac)
+		mac_format(d->mac, mac);
+	o = json_pack("{s:I,s:s,s:s?,s:s,s:s,s:s,s:s,s:s,s:I}", "seq", (json_int_t)(n + 1), "at",
+	    at, "mac", d->has_mac ? mac : NULL, "resource", d->resource, "action", d->action,
+	    "decision", d->allow ? "allow" : "deny", "reason", d->reason, "actor", d->actor,
+	    "policy_version", (json_int_t)d->version);
+	if (o != NULL && d->has_fp) {
+		hex_encode(d->fp, sizeof(d->fp), fp);
+		json_object_set_new(o, "certificate_sha256", json_string(fp));
+	}
+	return o;
+}
+
+void
+route_decisions(struct server *s, struct req *rq)
+{
+	static const char *const args[] = { "mac", "limit", "before", NULL };
+	struct authz *a = s->authz;
+	struct decision_rec d;
+	unsigned long long end, n, last = 0;
+	uint8_t mac[MAC_LEN];
+	int64_t before = 0;
+	const char *v;
+	json_t *items;
+	size_t limit, count = 0;
+	int by_mac = 0, more = 0;
+
+	if (!authz_ready(s, rq))
+		return;
+	if (req_query_only(rq, args) != 0 || req_query_limit(rq, &limit) != 0)
+		return;
+	if ((v = req_query_get(rq, "mac")) != NULL) {
+		if (mac_parse(v, mac) != 0) {
+			req_reply_error(rq, ERR_BAD_MAC, "mac must be a device address.");
+			return;
+		}
+		by_mac = 1;
+	}
+	if ((v = req_query_get(rq, "before")) != NULL &&
+	    parse_int64(v, 1, INT64_MAX, &before) != 0) {
+		req_reply_error(rq, ERR_INVALID, "before must be a sequence number (from 1).");
+		return;
+	}
+	if ((items = json_array()) == NULL) {
+		req_reply_error(rq, ERR_NOMEM, NULL);
+		return;
+	}
+	end = atomic_load_explicit(&a->ring_next, memory_order_acquire);
+	if (before > 0 && (unsigned long long)before - 1 < end)
+		end = (unsigned long long)before - 1;
+	/* entries end - 1 down to the oldest the ring may still hold */
+	for (n = end; n > 0 && n + AUTHZ_RING > end;) {
+		n--;
+		if (!ring_get(a, n, &d) ||
+		    (by_mac && (!d.has_mac || memcmp(d.mac, mac, MAC_LEN) != 0)))
+			continue;
+		if (count == limit) {
+			more = 1;	/* one more is there */
+			break;
+		}
+		json_array_append_new(items, decision_json(n, &d));
+		last = n + 1;
+		count++;
+	}
+	req_reply_json(rq, 200, json_pack("{s:o,s:o,s:I}", "decisions", items, "next",
+	    more ? json_integer((json_int_t)last) : json_null(), "capacity",
+	    (json_int_t)AUTHZ_RING));
 }
 
 void
@@ -1123,7 +1320,7 @@ route_authorize_batch(struct server *s, struct req *rq)
 		return;
 	}
 	json_array_foreach(qs, i, qj) {
-		json_t *ans = ask(s, rq, qj, &err, why, sizeof(why));
+		json_t *ans = ask(s, rq, qj, 0, &err, why, sizeof(why));
 		if (ans == NULL) {
 			char msg[300];
 			json_decref(answers);
@@ -1150,6 +1347,10 @@ authz_start(struct server *s)
 
 	if ((a = calloc(1, sizeof(*a))) == NULL)
 		return ERR_NOMEM;
+	if ((a->ring = calloc(AUTHZ_RING, sizeof(*a->ring))) == NULL) {
+		free(a);
+		return ERR_NOMEM;
+	}
 	a->s = s;
 	/* the listener's updates must not starve behind a stream of decisions */
 	pthread_rwlockattr_t attr;
@@ -1187,6 +1388,7 @@ fail:
 	X509_NAME_free(a->ca_name);
 	pthread_rwlock_destroy(&a->lock);
 	pthread_mutex_destroy(&a->mu);
+	free(a->ring);
 	free(a);
 	return r;
 }
@@ -1213,6 +1415,7 @@ authz_stop(struct server *s)
 	X509_NAME_free(a->ca_name);
 	pthread_rwlock_destroy(&a->lock);
 	pthread_mutex_destroy(&a->mu);
+	free(a->ring);
 	free(a);
 	s->authz = NULL;
 }

@@ -1,8 +1,9 @@
 /*
  * http.c: the HTTP core of provd — libmicrohttpd set-up, request lifecycle
- * (bounded body, routing, authentication by API token or by an access
- * point's client certificate, suspend/resume for work done on other
- * threads), the one error table, request ids and the access log.
+ * (bounded body, routing, authentication by API token, console session
+ * cookie (console.c) or an access point's client certificate,
+ * suspend/resume for work done on other threads), the one error table,
+ * request ids and the access log.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -57,6 +58,23 @@ req_reply_raw(struct req *rq, int status, const char *type, char *buf, size_t le
 	rq->responded = 1;
 }
 
+int
+req_add_header(struct req *rq, const char *name, const char *value)
+{
+	char *v;
+
+	if (rq->nheaders >= REQ_HEADERS_MAX) {
+		log_warnx("no room for response header %s", name);
+		return ERR_TOO_BIG;
+	}
+	if ((v = strdup(value)) == NULL)
+		return ERR_NOMEM;
+	rq->headers[rq->nheaders].name = name;
+	rq->headers[rq->nheaders].value = v;
+	rq->nheaders++;
+	return 0;
+}
+
 void
 req_reply_json(struct req *rq, int status, json_t *obj)
 {
@@ -104,6 +122,13 @@ req_reply_error(struct req *rq, int err, const char *public_msg)
 		return;
 	}
 	req_reply_json(rq, status, o);
+}
+
+void
+req_reply_status(struct req *rq, int status, const char *code, const char *msg)
+{
+	req_reply_json(rq, status, json_pack("{s:{s:s,s:s,s:s}}", "error", "code", code,
+	    "message", msg, "request_id", rq->id));
 }
 
 /* Shortens s (NUL-terminated) so that it does not end inside a UTF-8
@@ -382,21 +407,31 @@ out:
 	return r;
 }
 
-/* Sets rq->role and rq->actor. *by_cert tells whether the caller came with
- * a client certificate; why gets a public reason for a refused one. */
+/* Sets rq->role, rq->actor and rq->auth_by. In this order, the first
+ * present decides alone: an Authorization header, a console session
+ * cookie, a client certificate. why gets a public reason for a refused
+ * session or certificate. ERR_FORBIDDEN: a session without the right CSRF
+ * token. */
 static int
-authenticate(struct server *s, struct req *rq, int *by_cert, char *why, size_t whylen)
+authenticate(struct server *s, struct req *rq, char *why, size_t whylen)
 {
 	const char *h = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
 	    MHD_HTTP_HEADER_AUTHORIZATION);
+	const char *cookie;
 	const gnutls_datum_t *d;
 
-	*by_cert = 0;
 	why[0] = '\0';
-	if (h != NULL)
+	if (h != NULL) {
+		rq->auth_by = AUTH_BY_TOKEN;
 		return auth_token(s, rq, h);
+	}
+	if ((cookie = MHD_lookup_connection_value(rq->conn, MHD_COOKIE_KIND,
+	    SESSION_COOKIE)) != NULL) {
+		rq->auth_by = AUTH_BY_SESSION;
+		return console_authenticate(s, rq, cookie, why, whylen);
+	}
 	if ((d = client_cert_der(rq->conn)) != NULL) {
-		*by_cert = 1;
+		rq->auth_by = AUTH_BY_CERT;
 		return auth_cert(s, rq, d, why, whylen);
 	}
 	return ERR_AUTH;
@@ -484,14 +519,23 @@ dispatch(struct server *s, struct req *rq)
 	if (rt->roles != 0) {
 		char why[200];
 		int by_cert;
-		if ((r = authenticate(s, rq, &by_cert, why, sizeof(why))) != 0) {
+		if ((r = authenticate(s, rq, why, sizeof(why))) != 0) {
+			if (r == ERR_FORBIDDEN && rq->auth_by == AUTH_BY_SESSION) {
+				log_info("session of \"%s\": %s %s without the right X-CSRF-Token",
+				    rq->actor, rq->method, rt->pattern);
+				req_reply_status(rq, 403, "csrf", "This request needs the session's "
+				    "CSRF token in the X-CSRF-Token header.");
+				return;
+			}
 			req_reply_error(rq, r == ERR_AUTH ? ERR_AUTH : ERR_UNAVAILABLE,
 			    r == ERR_AUTH && why[0] != '\0' ? why : NULL);
 			return;
 		}
+		by_cert = rq->auth_by == AUTH_BY_CERT;
 		if ((rt->roles & ROLE_BIT(rq->role)) == 0) {
 			log_info("%s \"%s\" (role %s) refused on %s %s",
-			    by_cert ? "client certificate" : "token", rq->actor,
+			    by_cert ? "client certificate" : rq->auth_by == AUTH_BY_SESSION ?
+			    "session" : "token", rq->actor,
 			    db_role_name(rq->role), rq->method, rt->pattern);
 			req_reply_error(rq, ERR_FORBIDDEN, by_cert ? "This client certificate "
 			    "may not do that: a certificate with the access-point role may only "
@@ -543,6 +587,11 @@ req_free(struct req *rq)
 	/* a body may hold a secret (an enrollment's PIN) whatever became of it */
 	if (rq->body != NULL)
 		OPENSSL_clear_free(rq->body, rq->len + 1);
+	for (int i = 0; i < rq->nheaders; i++) {
+		OPENSSL_cleanse(rq->headers[i].value, strlen(rq->headers[i].value));
+		free(rq->headers[i].value);
+	}
+	OPENSSL_cleanse(&rq->session, sizeof(rq->session));
 	free(rq->resp);
 	free(rq);
 }
@@ -558,8 +607,11 @@ queue_response(struct server *s, struct req *rq)
 		return MHD_NO;
 	rq->resp = NULL;	/* owned by the response now */
 	rq->queued = 1;
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rq->resp_type);
+	if (rq->resp_type[0] != '\0')	/* "": no body (204, 301, 304) */
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rq->resp_type);
 	MHD_add_response_header(resp, "X-Request-Id", rq->id);
+	for (int i = 0; i < rq->nheaders; i++)
+		MHD_add_response_header(resp, rq->headers[i].name, rq->headers[i].value);
 	MHD_add_response_header(resp, "Cache-Control",
 	    rq->cache_control[0] != '\0' ? rq->cache_control : "no-store");
 	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
@@ -842,6 +894,8 @@ server_start(const struct config *cfg, const char *self, const char *conf,
 		goto fail;
 	if ((r = dirsync_start(s)) != 0)
 		goto fail;
+	if ((r = console_start(s)) != 0)
+		goto fail;
 	if ((r = parse_listen(cfg, &ss, &flags)) != 0)
 		goto fail;
 	if (cfg->tls_cert != NULL) {
@@ -919,6 +973,7 @@ server_stop(struct server *s)
 	if (s->mhd != NULL)
 		MHD_quiesce_daemon(s->mhd);
 	intake_stop(s->intake);
+	console_stop(s);
 	dirsync_stop(s);
 	authz_stop(s);
 	ocsp_stop(s);

@@ -1,15 +1,18 @@
 /*
  * main_provd.c: the provd program — configuration check, database
- * migrations, CA initialisation, API tokens, the daemon itself, and the
- * internal "signer" entry point that the daemon re-executes.
+ * migrations, CA initialisation, API tokens, web console accounts, the
+ * daemon itself, and the internal "signer" entry point that the daemon
+ * re-executes.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
 
@@ -34,6 +37,10 @@ usage(FILE *f)
 	    "  ca init --import-cert FILE --import-key FILE [--force]\n"
 	    "  ca ocsp-cert [--days N]      new OCSP responder key and certificate\n"
 	    "  token add --role operator|security|authorizer|admin [--name NAME]\n"
+	    "  admin add NAME --role viewer|operator|security|admin [--password-file FILE]\n"
+	    "  admin passwd NAME [--password-file FILE]\n"
+	    "  admin list | remove NAME | disable NAME | enable NAME\n"
+	    "                               web console accounts\n"
 	    "  audit verify                 verify the audit log's hash chain\n"
 	    "\n"
 	    "options:\n"
@@ -276,6 +283,254 @@ cmd_token(const struct config *cfg, int argc, char **argv)
 	return 0;
 }
 
+/* ---------------------------------------------------------------------
+ * Web console accounts: provd admin ... (docs/console.md). Made by the
+ * local administrator, so audited with the actor "system", like tokens.
+ */
+/* Reads one line from the terminal into buf[len] without echo. Returns
+ * the length, len when the line was longer than len - 1 bytes, or -1
+ * without a terminal. */
+static ssize_t
+tty_read_secret(const char *prompt, char *buf, size_t len)
+{
+	struct termios old, quiet;
+	int fd = open("/dev/tty", O_RDWR | O_CLOEXEC), echo_off = 0;
+	size_t n = 0, seen = 0;
+	char ch;
+
+	if (fd < 0)
+		return -1;
+	if (write(fd, prompt, strlen(prompt)) < 0) {
+		close(fd);
+		return -1;
+	}
+	if (tcgetattr(fd, &old) == 0) {
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+		echo_off = tcsetattr(fd, TCSAFLUSH, &quiet) == 0;
+	}
+	while (read(fd, &ch, 1) == 1 && ch != '\n' && ch != '\r') {
+		if (n + 1 < len)
+			buf[n++] = ch;
+		seen++;
+	}
+	buf[n] = '\0';
+	OPENSSL_cleanse(&ch, sizeof(ch));
+	if (echo_off) {
+		(void)tcsetattr(fd, TCSAFLUSH, &old);
+		(void)!write(fd, "\n", 1);
+	}
+	close(fd);
+	return seen > n ? (ssize_t)len : (ssize_t)n;
+}
+
+/* A new password from file (its first line) or, without one, typed twice
+ * on the terminal. *pw is on the secure heap (secret_free()). Prints the
+ * problem and returns 1 or 2 on failure. */
+static int
+admin_password(const char *file, char **pw, size_t *len)
+{
+	char *a = NULL, *b = NULL;
+	ssize_t na, nb;
+	int rc = 1;
+
+	*pw = NULL;
+	if (file != NULL) {
+		if (secret_read_file(file, &a) != 0) {
+			fprintf(stderr, "provd: %s: cannot read a password from it (first line, "
+			    "not empty)\n", file);
+			return 1;
+		}
+		na = (ssize_t)strlen(a);
+	} else {
+		if ((a = OPENSSL_secure_zalloc(DB_PASSWORD_MAX + 2)) == NULL ||
+		    (b = OPENSSL_secure_zalloc(DB_PASSWORD_MAX + 2)) == NULL) {
+			fprintf(stderr, "provd: out of memory\n");
+			goto out;
+		}
+		if ((na = tty_read_secret("New password: ", a, DB_PASSWORD_MAX + 2)) < 0) {
+			fprintf(stderr, "provd: no terminal to ask for the password on; "
+			    "use --password-file FILE\n");
+			rc = 2;
+			goto out;
+		}
+		if ((nb = tty_read_secret("Again: ", b, DB_PASSWORD_MAX + 2)) < 0 || na != nb ||
+		    CRYPTO_memcmp(a, b, (size_t)na) != 0) {
+			fprintf(stderr, "provd: the two passwords differ\n");
+			goto out;
+		}
+	}
+	if (na < DB_PASSWORD_MIN || na > DB_PASSWORD_MAX) {
+		fprintf(stderr, "provd: a password is %d to %d bytes long\n", DB_PASSWORD_MIN,
+		    DB_PASSWORD_MAX);
+		goto out;
+	}
+	*pw = a;
+	*len = (size_t)na;
+	a = NULL;
+	rc = 0;
+out:
+	secret_free(a);
+	secret_free(b);
+	return rc;
+}
+
+static int
+admin_db(const struct config *cfg, struct db **db)
+{
+	int r;
+
+	if ((r = db_open(cfg, db)) != 0) {
+		fprintf(stderr, "provd: cannot connect to the database: %s\n", provd_strerror(r));
+		return 1;
+	}
+	return 0;
+}
+
+static int
+admin_fail(const char *what, const char *name, int r)
+{
+	fprintf(stderr, "provd: admin %s %s: %s\n", what, name,
+	    r == ERR_NOT_FOUND ? "no such account" :
+	    r == ERR_CONFLICT ? "an account with this name exists" : provd_strerror(r));
+	return 1;
+}
+
+static int
+admin_list(const struct config *cfg)
+{
+	struct db *db = NULL;
+	struct db_account_info *v = NULL;
+	char last[32], created[32];
+	size_t n = 0;
+	int r;
+
+	if (admin_db(cfg, &db) != 0)
+		return 1;
+	r = db_account_list(db, &v, &n);
+	db_close(db);
+	if (r != 0) {
+		fprintf(stderr, "provd: admin list: %s\n", provd_strerror(r));
+		return 1;
+	}
+	printf("%-24s %-8s %-8s %8s  %-20s  %s\n", "NAME", "ROLE", "STATUS", "SESSIONS",
+	    "LAST LOGIN", "CREATED");
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].last_login_at != 0)
+			time_format_rfc3339((time_t)v[i].last_login_at, last, sizeof(last));
+		else
+			str_copy(last, sizeof(last), "never");
+		time_format_rfc3339((time_t)v[i].created_at, created, sizeof(created));
+		printf("%-24s %-8s %-8s %8lld  %-20s  %s\n", v[i].name, db_role_name(v[i].role),
+		    v[i].disabled ? "disabled" : "enabled", (long long)v[i].sessions, last, created);
+	}
+	free(v);
+	return 0;
+}
+
+static int
+cmd_admin(const struct config *cfg, int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "role", required_argument, NULL, 'r' },
+		{ "password-file", required_argument, NULL, 'p' },
+		{ NULL, 0, NULL, 0 },
+	};
+	enum db_role role = DB_ROLE_NONE;
+	const char *sub, *name, *pwfile = NULL;
+	struct db *db = NULL;
+	char *pw = NULL;
+	size_t pwlen = 0;
+	int64_t ended = 0;
+	int c, r, rc;
+
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	sub = argv[1];
+	if (strcmp(sub, "list") == 0 && argc == 2)
+		return admin_list(cfg);
+	optind = 0;
+	argv++;
+	argc--;
+	while ((c = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			if (db_role_parse(optarg, &role) != 0 || role == DB_ROLE_AUTHORIZER) {
+				fprintf(stderr, "provd: a console account's role is viewer, operator, "
+				    "security or admin, not \"%s\"\n", optarg);
+				return 2;
+			}
+			break;
+		case 'p': pwfile = optarg; break;
+		default: usage(stderr); return 2;
+		}
+	}
+	/* one account name after the subcommand, options anywhere */
+	if (optind + 1 != argc) {
+		usage(stderr);
+		return 2;
+	}
+	name = argv[optind];
+	if (db_account_name_check(name) != 0) {
+		fprintf(stderr, "provd: an account name is 1 to %d bytes of printable ASCII "
+		    "without spaces\n", DB_ACCOUNT_NAME_MAX);
+		return 2;
+	}
+	if ((strcmp(sub, "add") == 0) != (role != DB_ROLE_NONE) ||
+	    (pwfile != NULL && strcmp(sub, "add") != 0 && strcmp(sub, "passwd") != 0)) {
+		fprintf(stderr, "provd: --role goes with admin add (and is needed there); "
+		    "--password-file with add and passwd\n");
+		return 2;
+	}
+	if (strcmp(sub, "add") == 0 || strcmp(sub, "passwd") == 0) {
+		if ((rc = admin_password(pwfile, &pw, &pwlen)) != 0)
+			return rc;
+	} else if (strcmp(sub, "remove") != 0 && strcmp(sub, "disable") != 0 &&
+	    strcmp(sub, "enable") != 0) {
+		usage(stderr);
+		return 2;
+	}
+	if (admin_db(cfg, &db) != 0) {
+		secret_free(pw);
+		return 1;
+	}
+	rc = 0;
+	if (strcmp(sub, "add") == 0) {
+		if ((r = db_account_add(db, name, role, pw, pwlen, "system")) != 0)
+			rc = admin_fail(sub, name, r);
+		else
+			printf("console account %s (%s) added\n", name, db_role_name(role));
+	} else if (strcmp(sub, "passwd") == 0) {
+		if ((r = db_account_passwd(db, name, pw, pwlen, "system", &ended)) != 0)
+			rc = admin_fail(sub, name, r);
+		else
+			printf("password of %s changed; %lld session(s) ended\n", name,
+			    (long long)ended);
+	} else if (strcmp(sub, "remove") == 0) {
+		if ((r = db_account_remove(db, name, "system", &ended)) != 0)
+			rc = admin_fail(sub, name, r);
+		else
+			printf("console account %s removed; %lld session(s) ended\n", name,
+			    (long long)ended);
+	} else {
+		int dis = strcmp(sub, "disable") == 0;
+		if ((r = db_account_set_disabled(db, name, dis, "system", &ended)) != 0)
+			rc = admin_fail(sub, name, r);
+		else if (ended < 0)
+			printf("console account %s was already %s\n", name, dis ? "disabled" : "enabled");
+		else if (dis)
+			printf("console account %s disabled; %lld session(s) ended\n", name,
+			    (long long)ended);
+		else
+			printf("console account %s enabled\n", name);
+	}
+	secret_free(pw);
+	db_close(db);
+	return rc;
+}
+
 static int
 cmd_audit(const struct config *cfg, int argc, char **argv)
 {
@@ -424,6 +679,8 @@ main(int argc, char **argv)
 		rc = cmd_token(cfg, argc, argv);
 	else if (strcmp(argv[0], "audit") == 0)
 		rc = cmd_audit(cfg, argc, argv);
+	else if (strcmp(argv[0], "admin") == 0)
+		rc = cmd_admin(cfg, argc, argv);
 	else {
 		usage(stderr);
 		rc = 2;

@@ -57,6 +57,20 @@ const struct route routes_table[] = {
 	{ "DELETE", "/v1/users/{}", route_user_delete, ROLES_POLICY, 0 },
 	{ "GET", "/v1/groups", route_group_list, ROLES_READ | ROLES_POLICY, 0 },
 	{ "GET", "/v1/groups/{}", route_group_get, ROLES_READ | ROLES_POLICY, 0 },
+	/* the web console's reads (routes_console.c; decisions and a tried
+	 * question in authz.c) */
+	{ "GET", "/v1/audit", route_audit_list, ROLES_READ | ROLES_AUDIT, 0 },
+	{ "GET", "/v1/stats", route_stats, ROLES_READ | ROLES_POLICY, 0 },
+	{ "GET", "/v1/decisions", route_decisions, ROLES_READ | ROLES_POLICY, 0 },
+	{ "POST", "/v1/authorize/try", route_authorize_try, ROLES_READ | ROLES_POLICY, 1 },
+	/* console sessions and the console's files (console.c): logging in
+	 * is public, its body holds a password */
+	{ "POST", "/v1/session", route_session_login, 0, 2 },
+	{ "GET", "/v1/session", route_session_get, ROLES_READ, 0 },
+	{ "DELETE", "/v1/session", route_session_logout, ROLES_READ, 0 },
+	{ "GET", "/console", route_console_redirect, 0, 0 },
+	{ "GET", "/console/", route_console_index, 0, 0 },
+	{ "GET", "/console/{*}", route_console_file, 0, 0 },
 };
 const size_t routes_count = sizeof(routes_table) / sizeof(routes_table[0]);
 

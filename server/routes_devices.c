@@ -1,11 +1,14 @@
 /*
  * routes_devices.c: reading devices, users and groups (keyset pages in key
- * order), a device's owner, and deleting a user. Both changes are audited
- * and bump the policy version (sql/006_devices.sql).
+ * order; devices also searched by a prefix and by expiry), a device's
+ * owner, and deleting a user. Both changes are audited and bump the policy
+ * version (sql/006_devices.sql). The query-argument helpers here serve
+ * every listing route.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "server/server_int.h"
 
@@ -89,8 +92,8 @@ query_arg(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
 /* 0 when the query holds only arguments of allowed (NULL-terminated, at
  * most 32), each at most once; otherwise answers 400 and returns
  * ERR_INVALID. */
-static int
-query_only(struct req *rq, const char *const *allowed)
+int
+req_query_only(struct req *rq, const char *const *allowed)
 {
 	struct query_scan q = { .allowed = allowed };
 
@@ -102,17 +105,17 @@ query_only(struct req *rq, const char *const *allowed)
 	return 0;
 }
 
-static const char *
-query_get(struct req *rq, const char *key)
+const char *
+req_query_get(struct req *rq, const char *key)
 {
 	return MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, key);
 }
 
 /* The limit argument (default PAGE_DEFAULT); answers 400 when bad. */
-static int
-query_limit(struct req *rq, size_t *limit)
+int
+req_query_limit(struct req *rq, size_t *limit)
 {
-	const char *v = query_get(rq, "limit");
+	const char *v = req_query_get(rq, "limit");
 	int64_t n = PAGE_DEFAULT;
 
 	if (v != NULL && parse_int64(v, 1, DB_LIST_MAX, &n) != 0) {
@@ -125,18 +128,92 @@ query_limit(struct req *rq, size_t *limit)
 
 /* A name argument (owner, group, after): NULL when absent; answers 400
  * when present and not a name. */
-static int
-query_name(struct req *rq, const char *key, const char **out)
+int
+req_query_name(struct req *rq, const char *key, const char **out)
 {
 	char why[120];
 
-	*out = query_get(rq, key);
+	*out = req_query_get(rq, key);
 	if (*out != NULL && optdata_check_name(*out) != 0) {
 		msg_set(why, sizeof(why), "%s must be a name of 1 to 128 printable characters.",
 		    key);
 		req_reply_error(rq, ERR_INVALID, why);
 		return ERR_INVALID;
 	}
+	return 0;
+}
+
+/* "2026-12-01T08:00:00Z": an RFC 3339 time with a Z or +HH:MM offset and
+ * an optional fraction of a second (kept to the microsecond), years 1970
+ * to 9999, into out as PostgreSQL timestamptz text in UTC. */
+static int
+rfc3339_utc(const char *s, char *out, size_t outlen)
+{
+	static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+	char frac[7] = "";
+	struct tm tm, back;
+	const char *p = s + sizeof(shape) - 1;
+	size_t k = 0;
+	long off = 0;
+	time_t t;
+
+	for (size_t i = 0; i < sizeof(shape) - 1; i++)
+		if (shape[i] == 'd' ? s[i] < '0' || s[i] > '9' : s[i] != shape[i])
+			return ERR_INVALID;
+	memset(&tm, 0, sizeof(tm));
+	if (strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) != p || tm.tm_year + 1900 < 1970)
+		return ERR_INVALID;
+	if (*p == '.') {
+		for (p++; *p >= '0' && *p <= '9'; p++)
+			if (k < sizeof(frac) - 1)
+				frac[k++] = *p;
+		if (k == 0)
+			return ERR_INVALID;
+		frac[k] = '\0';
+	}
+	if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':' &&
+	    p[1] >= '0' && p[1] <= '2' && p[2] >= '0' && p[2] <= '9' &&
+	    p[4] >= '0' && p[4] <= '5' && p[5] >= '0' && p[5] <= '9') {
+		off = ((p[1] - '0') * 10 + (p[2] - '0')) * 3600L + ((p[4] - '0') * 10 +
+		    (p[5] - '0')) * 60L;
+		if (off > 23 * 3600L + 59 * 60L)
+			return ERR_INVALID;
+		if (*p == '-')
+			off = -off;
+	} else if (strcmp(p, "Z") != 0) {
+		return ERR_INVALID;
+	}
+	/* timegm() rolls a 31 April over: such a date is refused */
+	back = tm;
+	t = timegm(&tm);
+	if (tm.tm_mday != back.tm_mday || tm.tm_mon != back.tm_mon ||
+	    tm.tm_hour != back.tm_hour || tm.tm_min != back.tm_min || tm.tm_sec != back.tm_sec)
+		return ERR_INVALID;
+	t -= off;
+	gmtime_r(&t, &tm);
+	snprintf(out, outlen, "%04d-%02d-%02d %02d:%02d:%02d%s%s+00", tm.tm_year + 1900,
+	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, k ? "." : "", frac);
+	return 0;
+}
+
+/* A time argument: *set 0 when absent; answers 400 when present and not
+ * an RFC 3339 time. */
+int
+req_query_time(struct req *rq, const char *key, char out[REQ_TIME_LEN], int *set)
+{
+	const char *v = req_query_get(rq, key);
+	char why[160];
+
+	*set = 0;
+	out[0] = '\0';
+	if (v == NULL)
+		return 0;
+	if (rfc3339_utc(v, out, REQ_TIME_LEN) != 0) {
+		msg_set(why, sizeof(why), "%s must be a time like 2026-12-01T08:00:00Z.", key);
+		req_reply_error(rq, ERR_INVALID, why);
+		return ERR_INVALID;
+	}
+	*set = 1;
 	return 0;
 }
 
@@ -147,8 +224,8 @@ query_name_page(struct req *rq, size_t *limit, const char **after)
 {
 	static const char *const args[] = { "limit", "after", NULL };
 
-	if (query_only(rq, args) != 0 || query_limit(rq, limit) != 0 ||
-	    query_name(rq, "after", after) != 0)
+	if (req_query_only(rq, args) != 0 || req_query_limit(rq, limit) != 0 ||
+	    req_query_name(rq, "after", after) != 0)
 		return ERR_INVALID;
 	return 0;
 }
@@ -160,7 +237,7 @@ device_param(struct req *rq, uint8_t mac[MAC_LEN])
 {
 	static const char *const args[] = { NULL };
 
-	if (query_only(rq, args) != 0)
+	if (req_query_only(rq, args) != 0)
 		return ERR_INVALID;
 	if (mac_parse(rq->params[0], mac) != 0) {
 		req_reply_error(rq, ERR_BAD_MAC, NULL);
@@ -177,7 +254,7 @@ name_param(struct req *rq, const char *what)
 	static const char *const args[] = { NULL };
 	char why[120];
 
-	if (query_only(rq, args) != 0)
+	if (req_query_only(rq, args) != 0)
 		return ERR_INVALID;
 	if (optdata_check_name(rq->params[0]) != 0) {
 		msg_set(why, sizeof(why), "The %s must be a name of 1 to 128 printable characters.",
@@ -218,8 +295,9 @@ device_json(const struct db_device_info *d)
 	if (d->has_cert)
 		cert = json_pack("{s:s,s:o,s:s}", "serial", d->cert.serial, "not_after",
 		    time_json(d->cert.not_after), "status", d->cert.status);
-	return json_pack("{s:s,s:s,s:s?,s:o,s:o,s:b,s:o,s:o}", "mac", mac, "status", d->status,
-	    "owner", d->owner, "groups", strings_json(d->groups, d->ngroups),
+	return json_pack("{s:s,s:s,s:s?,s:s?,s:s?,s:o,s:o,s:b,s:o,s:o}", "mac", mac, "status",
+	    d->status, "name", d->name, "model", d->model, "owner", d->owner, "groups",
+	    strings_json(d->groups, d->ngroups),
 	    "certificate", cert != NULL ? cert : json_null(), "renew_requested",
 	    d->renew_requested, "created_at", time_json(d->created_at), "updated_at",
 	    time_json(d->updated_at));
@@ -236,34 +314,94 @@ status_ok(const char *s)
 	return 0;
 }
 
+/*
+ * A search term as an address prefix in any spelling provd accepts
+ * ("00:1a:7d", "00-1A-7D", "001a7d", "001a.7d"): one kind of separator,
+ * every group but the last full (two digits, four with "."), at most 12
+ * digits. lo and hi get the first and last address with that prefix.
+ * ERR_INVALID when q is not one.
+ */
+static int
+mac_prefix_range(const char *q, char lo[MAC_STR_LEN], char hi[MAC_STR_LEN])
+{
+	char hex[12], sep = 0;
+	size_t nhex = 0, group = 0, width = 0;
+	uint8_t a[MAC_LEN], b[MAC_LEN];
+
+	for (const char *p = q; *p != '\0'; p++) {
+		if (*p == ':' || *p == '-' || *p == '.') {
+			if (sep != 0 && sep != *p)
+				return ERR_INVALID;
+			sep = *p;
+			width = sep == '.' ? 4 : 2;
+			if (group != width)
+				return ERR_INVALID;
+			group = 0;
+			continue;
+		}
+		if (hex_digit((unsigned char)*p) < 0 || nhex == sizeof(hex) ||
+		    (width != 0 && group == width))
+			return ERR_INVALID;
+		hex[nhex++] = *p;
+		group++;
+	}
+	if (nhex == 0)
+		return ERR_INVALID;
+	for (size_t i = 0; i < MAC_LEN; i++) {
+		int hi1 = 2 * i < nhex ? hex_digit((unsigned char)hex[2 * i]) : -1;
+		int lo1 = 2 * i + 1 < nhex ? hex_digit((unsigned char)hex[2 * i + 1]) : -1;
+		a[i] = (uint8_t)((hi1 < 0 ? 0 : hi1) << 4 | (lo1 < 0 ? 0 : lo1));
+		b[i] = (uint8_t)((hi1 < 0 ? 15 : hi1) << 4 | (lo1 < 0 ? 15 : lo1));
+	}
+	mac_format(a, lo);
+	mac_format(b, hi);
+	return 0;
+}
+
 void
 route_device_list(struct server *s, struct req *rq)
 {
-	static const char *const args[] = { "status", "owner", "group", "limit", "after", NULL };
+	static const char *const args[] = { "status", "owner", "group", "limit", "after", "q",
+		"expires_before", "expires_after", NULL };
 	struct db_device_filter f = { 0 };
 	struct db_device_info *v = NULL;
 	uint8_t after[MAC_LEN];
-	char next[MAC_STR_LEN];
+	char next[MAC_STR_LEN], lo[MAC_STR_LEN], hi[MAC_STR_LEN];
+	char before_t[REQ_TIME_LEN], after_t[REQ_TIME_LEN];
 	const char *a;
 	json_t *items;
 	size_t n = 0;
-	int more = 0, r;
+	int more = 0, has_before, has_after, r;
 
-	if (query_only(rq, args) != 0 || query_limit(rq, &f.limit) != 0 ||
-	    query_name(rq, "owner", &f.owner) != 0 || query_name(rq, "group", &f.group) != 0)
+	if (req_query_only(rq, args) != 0 || req_query_limit(rq, &f.limit) != 0 ||
+	    req_query_name(rq, "owner", &f.owner) != 0 || req_query_name(rq, "group", &f.group) != 0 ||
+	    req_query_time(rq, "expires_before", before_t, &has_before) != 0 ||
+	    req_query_time(rq, "expires_after", after_t, &has_after) != 0)
 		return;
-	if ((f.status = query_get(rq, "status")) != NULL && !status_ok(f.status)) {
+	if ((f.status = req_query_get(rq, "status")) != NULL && !status_ok(f.status)) {
 		req_reply_error(rq, ERR_INVALID, "status must be pending, active, revoked or "
 		    "retired.");
 		return;
 	}
-	if ((a = query_get(rq, "after")) != NULL) {
+	if ((a = req_query_get(rq, "after")) != NULL) {
 		if (mac_parse(a, after) != 0) {
 			req_reply_error(rq, ERR_BAD_MAC, "after must be a device address.");
 			return;
 		}
 		f.after = after;
 	}
+	if ((f.q = req_query_get(rq, "q")) != NULL) {
+		if (optdata_check_name(f.q) != 0) {
+			req_reply_error(rq, ERR_INVALID, "q must be 1 to 128 printable characters.");
+			return;
+		}
+		if (mac_prefix_range(f.q, lo, hi) == 0) {
+			f.mac_lo = lo;
+			f.mac_hi = hi;
+		}
+	}
+	f.expires_before = has_before ? before_t : NULL;
+	f.expires_after = has_after ? after_t : NULL;
 	if ((r = db_device_list(s->db, &f, &v, &n, &more)) != 0) {
 		req_reply_error(rq, r, NULL);
 		return;

@@ -19,6 +19,10 @@
 #define ROUTE_MAX_PARAMS 2
 #define ROUTE_PARAM_MAX 256		/* bytes of one path parameter (the URL's bound) */
 #define REQ_ID_LEN 20
+#define REQ_HEADERS_MAX 8		/* extra response headers */
+
+/* How a caller authenticated (struct req auth_by). */
+enum { AUTH_BY_NONE = 0, AUTH_BY_TOKEN, AUTH_BY_SESSION, AUTH_BY_CERT };
 
 /* Role bits a route accepts; 0 means no authentication. */
 #define ROLE_BIT(r) (1u << (r))
@@ -83,6 +87,7 @@ struct server {
 	size_t crl_len;
 	uint64_t crl_made_ns;
 	atomic_int crl_stale;
+	struct console *console;	/* login workers, static files (console.c) */
 };
 
 struct req {
@@ -102,6 +107,8 @@ struct req {
 	/* caller */
 	enum db_role role;
 	char actor[64];
+	int auth_by;			/* AUTH_BY_*: how the caller authenticated */
+	struct db_session session;	/* AUTH_BY_SESSION: the session (wiped) */
 	/* response */
 	int status;
 	char *resp;			/* owned */
@@ -111,6 +118,11 @@ struct req {
 	int responded;			/* response ready to queue */
 	int suspended;
 	int queued;			/* handed to libmicrohttpd */
+	struct req_header {		/* more response headers (req_add_header) */
+		const char *name;	/* static */
+		char *value;		/* owned, wiped when freed */
+	} headers[REQ_HEADERS_MAX];
+	int nheaders;
 	/* route private state, freed by its cleanup */
 	void *priv;
 	void (*priv_free)(void *);
@@ -126,6 +138,13 @@ void req_reply_raw(struct req *rq, int status, const char *type, char *buf, size
 /* Error reply from the one error table; public_msg overrides the table's
  * message when not NULL (it must hold nothing internal). */
 void req_reply_error(struct req *rq, int err, const char *public_msg);
+/* Error reply with a status and public code outside the error table (429
+ * too_many_requests, 403 csrf); msg must hold nothing internal. */
+void req_reply_status(struct req *rq, int status, const char *code, const char *msg);
+/* Adds a response header (name static, value copied; wiped when freed, as
+ * it may be a Set-Cookie). Returns 0, ERR_TOO_BIG (REQ_HEADERS_MAX
+ * reached) or ERR_NOMEM. */
+int req_add_header(struct req *rq, const char *name, const char *value);
 /* Marks the request as waiting for another thread; call before handing it
  * off. req_complete() then resumes it (from any thread) once a reply is set. */
 void req_suspend(struct req *rq);
@@ -245,5 +264,50 @@ void route_user_list(struct server *s, struct req *rq);
 void route_user_delete(struct server *s, struct req *rq);
 void route_group_list(struct server *s, struct req *rq);
 void route_group_get(struct server *s, struct req *rq);
+/* the web console's reads: the audit log and the overview
+ * (routes_console.c), this instance's recent decisions and a tried
+ * question (authz.c) */
+void route_audit_list(struct server *s, struct req *rq);
+void route_stats(struct server *s, struct req *rq);
+void route_decisions(struct server *s, struct req *rq);
+void route_authorize_try(struct server *s, struct req *rq);
+
+/* Query arguments of listing routes (routes_devices.c). Each answers 400
+ * itself and returns ERR_INVALID when an argument is wrong.
+ * req_query_only: only the arguments of allowed (NULL-terminated, at most
+ * 32), each at most once. req_query_get: the value, or NULL (borrowed
+ * from the request). req_query_limit: "limit", 1 to DB_LIST_MAX, default
+ * 100. req_query_name: a name argument (NULL when absent).
+ * req_query_time: an RFC 3339 time as PostgreSQL timestamptz text in UTC
+ * (*set 0 when absent). */
+#define REQ_TIME_LEN 40
+int req_query_only(struct req *rq, const char *const *allowed);
+const char *req_query_get(struct req *rq, const char *key);
+int req_query_limit(struct req *rq, size_t *limit);
+int req_query_name(struct req *rq, const char *key, const char **out);
+int req_query_time(struct req *rq, const char *key, char out[REQ_TIME_LEN], int *set);
+
+/* Web console (console.c): login sessions and the console's static files.
+ * console_start makes the login workers (a login's scrypt runs there, not
+ * on an HTTP thread) and finds [console] dir; console_stop answers queued
+ * logins with 503 and joins the workers (NULL console is a no-op).
+ * console_authenticate checks a provd_session cookie: sets rq->role,
+ * rq->actor ("console:NAME") and rq->session; for a method other than GET
+ * and HEAD the X-CSRF-Token header must equal the session's CSRF token.
+ * Returns 0, ERR_AUTH (no such session, or it expired; why gets a public
+ * reason), ERR_FORBIDDEN (CSRF token missing or wrong), ERR_DB or
+ * ERR_UNAVAILABLE. */
+#define SESSION_COOKIE "provd_session"
+struct console;
+int console_start(struct server *s);
+void console_stop(struct server *s);
+int console_authenticate(struct server *s, struct req *rq, const char *cookie, char *why,
+    size_t whylen);
+void route_session_login(struct server *s, struct req *rq);
+void route_session_get(struct server *s, struct req *rq);
+void route_session_logout(struct server *s, struct req *rq);
+void route_console_redirect(struct server *s, struct req *rq);
+void route_console_index(struct server *s, struct req *rq);
+void route_console_file(struct server *s, struct req *rq);
 
 #endif
