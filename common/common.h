@@ -132,6 +132,11 @@ int optdata_check_name(const char *s);
 /* ---------------------------------------------------------------------
  * Small helpers.
  */
+/* Strict base64 (RFC 4648 section 4, standard alphabet, padded, no white
+ * space) of len characters into out, which must hold len / 4 * 3 bytes
+ * (ERR_TOO_BIG when outmax is less); *outlen gets the decoded length.
+ * ERR_INVALID for anything else. */
+int b64_decode(const char *in, size_t len, uint8_t *out, size_t outmax, size_t *outlen);
 /* Copies src into dst of size n (n > 0), cut to fit and NUL-terminated:
  * snprintf(dst, n, "%s", src) without the formatting. */
 void str_copy(char *dst, size_t n, const char *src);

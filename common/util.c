@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
@@ -285,4 +286,31 @@ str_copy(char *dst, size_t n, const char *src)
 
 	memcpy(dst, src, len);
 	dst[len] = '\0';
+}
+
+int
+b64_decode(const char *in, size_t len, uint8_t *out, size_t outmax, size_t *outlen)
+{
+	size_t pad = 0;
+	int n;
+
+	*outlen = 0;
+	if (len == 0 || len % 4 != 0 || len > INT_MAX)
+		return ERR_INVALID;
+	if (len / 4 * 3 > outmax)
+		return ERR_TOO_BIG;
+	/* EVP_DecodeBlock skips white space: only the alphabet gets there */
+	for (size_t i = 0; i < len; i++) {
+		char c = in[i];
+		if (c == '=' && i >= len - 2)
+			pad++;
+		else if (pad > 0 || !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		    (c >= '0' && c <= '9') || c == '+' || c == '/'))
+			return ERR_INVALID;
+	}
+	if ((n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len)) < 0 ||
+	    (size_t)n < pad)
+		return ERR_INVALID;
+	*outlen = (size_t)n - pad;
+	return 0;
 }

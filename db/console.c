@@ -79,34 +79,18 @@ b64_encode(const uint8_t *in, size_t len, char *out)
 /* Decodes a padded standard base64 field of exactly fieldlen characters
  * into out (at most max bytes). Returns the byte count, or -1. */
 static int
-b64_decode(const char *field, size_t fieldlen, uint8_t *out, size_t max)
+field_decode(const char *field, size_t fieldlen, uint8_t *out, size_t max)
 {
 	uint8_t buf[B64_MAX(REC_HASH_MAX > REC_SALT_MAX ? REC_HASH_MAX : REC_SALT_MAX)];
-	size_t pad = 0;
-	int n;
+	size_t n = 0;
+	int r = -1;
 
-	if (fieldlen == 0 || fieldlen % 4 != 0 || fieldlen / 4 * 3 > sizeof(buf))
-		return -1;
-	/* EVP_DecodeBlock skips white space: only the alphabet gets there */
-	for (size_t i = 0; i < fieldlen; i++) {
-		char c = field[i];
-		if (c == '=') {
-			if (i < fieldlen - 2)
-				return -1;
-			pad++;
-		} else if (pad > 0 || !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-		    (c >= '0' && c <= '9') || c == '+' || c == '/'))
-			return -1;
+	if (b64_decode(field, fieldlen, buf, sizeof(buf), &n) == 0 && n <= max) {
+		memcpy(out, buf, n);
+		r = (int)n;
 	}
-	if ((n = EVP_DecodeBlock(buf, (const unsigned char *)field, (int)fieldlen)) < 0 ||
-	    (size_t)n < pad || (size_t)n - pad > max) {
-		OPENSSL_cleanse(buf, sizeof(buf));
-		return -1;
-	}
-	n -= (int)pad;
-	memcpy(out, buf, (size_t)n);
 	OPENSSL_cleanse(buf, sizeof(buf));
-	return n;
+	return r;
 }
 
 int
@@ -180,8 +164,8 @@ db_password_verify(const char *pw, size_t pwlen, const char *record)
 	    128ull * r * n > SCRYPT_MEM_MAX)
 		return ERR_INVALID;
 	if ((dollar = strchr(s, '$')) == NULL ||
-	    (saltlen = b64_decode(s, (size_t)(dollar - s), salt, sizeof(salt))) < 1 ||
-	    (hashlen = b64_decode(dollar + 1, strlen(dollar + 1), want, sizeof(want))) <
+	    (saltlen = field_decode(s, (size_t)(dollar - s), salt, sizeof(salt))) < 1 ||
+	    (hashlen = field_decode(dollar + 1, strlen(dollar + 1), want, sizeof(want))) <
 	    REC_HASH_MIN)
 		return ERR_INVALID;
 	if ((rc = db_scrypt(pw, pwlen, salt, (size_t)saltlen, n, (uint32_t)r, (uint32_t)p, got,

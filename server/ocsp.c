@@ -520,30 +520,16 @@ answer(struct server *s, struct req *rq, const uint8_t *in, size_t inlen)
  * A space stands for '+', which some clients leave unencoded in the URL.
  */
 static int
-b64_decode(const char *in, uint8_t *out, size_t outmax, size_t *outlen)
+url_b64_decode(const char *in, uint8_t *out, size_t outmax, size_t *outlen)
 {
 	char buf[B64_MAX + 1];
-	size_t len = strnlen(in, sizeof(buf)), pad = 0;
-	int n;
+	size_t len = strnlen(in, sizeof(buf));
 
-	if (len == 0 || len >= sizeof(buf) || len % 4 != 0 || len / 4 * 3 > outmax)
+	if (len >= sizeof(buf))
 		return ERR_INVALID;
-	for (size_t i = 0; i < len; i++) {
-		char c = in[i] == ' ' ? '+' : in[i];
-		if (c == '=' && i >= len - 2) {
-			pad++;
-		} else if (pad > 0 || !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-		    (c >= '0' && c <= '9') || c == '+' || c == '/')) {
-			return ERR_INVALID;
-		}
-		buf[i] = c;
-	}
-	buf[len] = '\0';
-	if ((n = EVP_DecodeBlock(out, (const unsigned char *)buf, (int)len)) < 0 ||
-	    (size_t)n < pad)
-		return ERR_INVALID;
-	*outlen = (size_t)n - pad;
-	return 0;
+	for (size_t i = 0; i < len; i++)
+		buf[i] = in[i] == ' ' ? '+' : in[i];
+	return b64_decode(buf, len, out, outmax, outlen) == 0 ? 0 : ERR_INVALID;
 }
 
 /* GET /ocsp/{base64 of the DER request} (RFC 6960 appendix A.1); the path
@@ -557,7 +543,7 @@ route_ocsp_get(struct server *s, struct req *rq)
 
 	while (*p == '/')
 		p++;
-	if (b64_decode(p, der, sizeof(der), &len) != 0) {
+	if (url_b64_decode(p, der, sizeof(der), &len) != 0) {
 		reply_status(rq, CA_OCSP_MALFORMED);
 		return;
 	}

@@ -160,38 +160,6 @@ server_cert_verify(struct server *s, X509 *x, struct db_cert *c, char *why, size
  * POST /v1/renew
  */
 
-/* Strict base64 (RFC 4648 section 4) into a new buffer. */
-static int
-b64_decode(const char *in, size_t len, size_t max, uint8_t **out, size_t *outlen)
-{
-	size_t pad = 0;
-	int n;
-
-	*out = NULL;
-	if (len == 0 || len % 4 != 0)
-		return ERR_INVALID;
-	if (len / 4 * 3 > max)
-		return ERR_TOO_BIG;
-	for (size_t i = 0; i < len; i++) {
-		char ch = in[i];
-		if (ch == '=' && i >= len - 2)
-			pad++;
-		else if (pad > 0 || !((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-		    (ch >= '0' && ch <= '9') || ch == '+' || ch == '/'))
-			return ERR_INVALID;
-	}
-	if ((*out = malloc(len / 4 * 3 + 1)) == NULL)
-		return ERR_NOMEM;
-	if ((n = EVP_DecodeBlock(*out, (const unsigned char *)in, (int)len)) < 0 ||
-	    (size_t)n < pad) {
-		free(*out);
-		*out = NULL;
-		return ERR_INVALID;
-	}
-	*outlen = (size_t)n - pad;
-	return 0;
-}
-
 /* The signingTime of the one signer, as Unix seconds. */
 static int
 cms_signing_time(CMS_ContentInfo *cms, time_t *out)
@@ -241,9 +209,15 @@ open_signed(const char *b64, size_t b64len, X509 **signer, uint8_t **csr, size_t
 
 	*signer = NULL;
 	*csr = NULL;
-	if ((r = b64_decode(b64, b64len, RENEW_CMS_MAX, &der, &derlen)) != 0) {
-		snprintf(why, whylen, r == ERR_TOO_BIG ? "\"signed_csr\" is over %d bytes." :
-		    "\"signed_csr\" must be base64 (RFC 4648, with padding).", RENEW_CMS_MAX);
+	if (b64len / 4 * 3 > RENEW_CMS_MAX) {
+		snprintf(why, whylen, "\"signed_csr\" is over %d bytes.", RENEW_CMS_MAX);
+		return ERR_TOO_BIG;
+	}
+	if ((der = malloc(b64len / 4 * 3 + 1)) == NULL)
+		return ERR_NOMEM;
+	if ((r = b64_decode(b64, b64len, der, b64len / 4 * 3 + 1, &derlen)) != 0) {
+		snprintf(why, whylen, "\"signed_csr\" must be base64 (RFC 4648, with padding).");
+		free(der);
 		return r;
 	}
 	p = der;
