@@ -420,43 +420,76 @@ time_text(int secs, char *buf, size_t len)
 	snprintf(buf, len, "%02d:%02d:%02d", secs / 3600, secs / 60 % 60, secs % 60);
 }
 
-int
-db_rule_add(struct db *db, const struct db_rule_spec *ru, const char *actor, int64_t *id,
-    int64_t *version)
-{
+/* The rule's fields as the 13 text parameters of provd_rule_add (and the
+ * last 13 of provd_rule_replace); the buffers hold what params point to. */
+struct rule_params {
 	char mac[MAC_STR_LEN], vf[24], vu[24], tf[16], tu[16], wd[8];
-	const char *params[13];
+	const char *v[13];
+};
 
-	if (db == NULL || ru == NULL || ru->resource == NULL || ru->action == NULL ||
+static int
+rule_params(const struct db_rule_spec *ru, const char *actor, struct rule_params *p)
+{
+	if (ru == NULL || ru->resource == NULL || ru->action == NULL ||
 	    (ru->device != NULL) + (ru->user != NULL) + (ru->group != NULL) != 1 ||
 	    (ru->time_from < 0) != (ru->time_until < 0))
 		return ERR_INVALID;
 	if (ru->device != NULL)
-		mac_format(ru->device, mac);
-	i64_text(ru->valid_from, vf, sizeof(vf));
-	i64_text(ru->valid_until, vu, sizeof(vu));
+		mac_format(ru->device, p->mac);
+	i64_text(ru->valid_from, p->vf, sizeof(p->vf));
+	i64_text(ru->valid_until, p->vu, sizeof(p->vu));
 	if (ru->time_from >= 0) {
-		time_text(ru->time_from, tf, sizeof(tf));
-		time_text(ru->time_until, tu, sizeof(tu));
+		time_text(ru->time_from, p->tf, sizeof(p->tf));
+		time_text(ru->time_until, p->tu, sizeof(p->tu));
 	}
-	snprintf(wd, sizeof(wd), "%d", ru->weekdays ? ru->weekdays : 127);
-	params[0] = ru->device != NULL ? mac : NULL;
-	params[1] = ru->user;
-	params[2] = ru->group;
-	params[3] = ru->resource;
-	params[4] = ru->action;
-	params[5] = ru->allow ? "allow" : "deny";
-	params[6] = ru->valid_from ? vf : NULL;
-	params[7] = ru->valid_until ? vu : NULL;
-	params[8] = ru->time_from >= 0 ? tf : NULL;
-	params[9] = ru->time_from >= 0 ? tu : NULL;
-	params[10] = wd;
-	params[11] = ru->one_time ? "true" : "false";
-	params[12] = actor != NULL ? actor : "";
+	snprintf(p->wd, sizeof(p->wd), "%d", ru->weekdays ? ru->weekdays : 127);
+	p->v[0] = ru->device != NULL ? p->mac : NULL;
+	p->v[1] = ru->user;
+	p->v[2] = ru->group;
+	p->v[3] = ru->resource;
+	p->v[4] = ru->action;
+	p->v[5] = ru->allow ? "allow" : "deny";
+	p->v[6] = ru->valid_from ? p->vf : NULL;
+	p->v[7] = ru->valid_until ? p->vu : NULL;
+	p->v[8] = ru->time_from >= 0 ? p->tf : NULL;
+	p->v[9] = ru->time_from >= 0 ? p->tu : NULL;
+	p->v[10] = p->wd;
+	p->v[11] = ru->one_time ? "true" : "false";
+	p->v[12] = actor != NULL ? actor : "";
+	return 0;
+}
+
+int
+db_rule_add(struct db *db, const struct db_rule_spec *ru, const char *actor, int64_t *id,
+    int64_t *version)
+{
+	struct rule_params p;
+
+	if (db == NULL || rule_params(ru, actor, &p) != 0)
+		return ERR_INVALID;
 	return call_status(db, "select r_status, r_id, r_version from provd_rule_add($1::macaddr, "
 	    "$2::text, $3::text, $4::text, $5::text, $6::text, to_timestamp($7::float8), "
 	    "to_timestamp($8::float8), $9::time, $10::time, $11::smallint, $12::boolean, $13::text)",
-	    13, params, id, version);
+	    13, p.v, id, version);
+}
+
+int
+db_rule_replace(struct db *db, int64_t old_id, const struct db_rule_spec *ru, const char *actor,
+    int64_t *id, int64_t *version)
+{
+	struct rule_params p;
+	const char *params[14];
+	char buf[24];
+
+	if (db == NULL || old_id <= 0 || rule_params(ru, actor, &p) != 0)
+		return ERR_INVALID;
+	i64_text(old_id, buf, sizeof(buf));
+	params[0] = buf;
+	memcpy(params + 1, p.v, sizeof(p.v));
+	return call_status(db, "select r_status, r_id, r_version from provd_rule_replace($1::int8, "
+	    "$2::macaddr, $3::text, $4::text, $5::text, $6::text, $7::text, "
+	    "to_timestamp($8::float8), to_timestamp($9::float8), $10::time, $11::time, "
+	    "$12::smallint, $13::boolean, $14::text)", 14, params, id, version);
 }
 
 int

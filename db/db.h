@@ -365,6 +365,11 @@ struct db_rule_spec {
 };
 int db_rule_add(struct db *db, const struct db_rule_spec *r, const char *actor, int64_t *id,
     int64_t *version);
+/* Replaces rule old_id by the rule ru (a new id in *id) in one transaction;
+ * ERR_NOT_FOUND: no rule old_id, or no such resource or device (the old
+ * rule then stays). */
+int db_rule_replace(struct db *db, int64_t old_id, const struct db_rule_spec *ru,
+    const char *actor, int64_t *id, int64_t *version);
 int db_rule_delete(struct db *db, int64_t id, const char *actor, int64_t *version);
 /* Uses a one-time grant. 0: used now; ERR_CONFLICT: used already. */
 int db_rule_use(struct db *db, int64_t id, const char *actor, const uint8_t mac[MAC_LEN]);

@@ -945,7 +945,7 @@ cmd_rule(struct ctl *c, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	json_t *body = NULL, *subj = json_object();
-	char path[64], tf[8], tu[8];
+	char path[64] = "", tf[8], tu[8];
 	int ch, rc = 2, effect = -1;
 
 	if (argc == 3 && strcmp(argv[1], "del") == 0) {
@@ -953,11 +953,20 @@ cmd_rule(struct ctl *c, int argc, char **argv)
 		snprintf(path, sizeof(path), "/v1/rules/%.32s", argv[2]);
 		return policy_call(c, "DELETE", path, NULL, 200);
 	}
-	if (argc < 2 || strcmp(argv[1], "add") != 0)
+	if (argc >= 3 && strcmp(argv[1], "replace") == 0) {
+		/* rule replace ID OPTIONS: the same options as add */
+		if (strspn(argv[2], "0123456789") != strlen(argv[2]) || strlen(argv[2]) > 19)
+			goto usage;
+		snprintf(path, sizeof(path), "/v1/rules/%s", argv[2]);
+		argc -= 2;
+		argv += 2;
+	} else if (argc >= 2 && strcmp(argv[1], "add") == 0) {
+		argc--;
+		argv++;
+	} else {
 		goto usage;
+	}
 	body = json_object();
-	argc--;
-	argv++;
 	optind = 0;
 	while ((ch = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
 		switch (ch) {
@@ -998,12 +1007,16 @@ cmd_rule(struct ctl *c, int argc, char **argv)
 		goto usage;
 	json_object_set(body, "subject", subj);
 	json_object_set_new(body, "effect", json_string(effect ? "allow" : "deny"));
-	rc = policy_call(c, "POST", "/v1/rules", body, 201);
+	if (strncmp(path, "/v1/rules/", 10) == 0)
+		rc = policy_call(c, "PUT", path, body, 200);
+	else
+		rc = policy_call(c, "POST", "/v1/rules", body, 201);
 	goto out;
 usage:
 	fprintf(stderr, "provctl: rule add --device ADDR|--user NAME|--group NAME --resource R "
 	    "[--action A] --allow|--deny\n"
 	    "         [--from T --until T] [--time HH:MM-HH:MM] [--weekdays mon,tue,...] [--once]\n"
+	    "       rule replace ID (the options of add)\n"
 	    "       rule del ID\n");
 out:
 	json_decref(subj);

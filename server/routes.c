@@ -34,6 +34,7 @@ const struct route routes_table[] = {
 	{ "POST", "/v1/resources", route_resource_add, ROLES_POLICY, 1 },
 	{ "DELETE", "/v1/resources/{}", route_resource_delete, ROLES_POLICY, 0 },
 	{ "POST", "/v1/rules", route_rule_add, ROLES_POLICY, 1 },
+	{ "PUT", "/v1/rules/{}", route_rule_replace, ROLES_POLICY, 1 },
 	{ "DELETE", "/v1/rules/{}", route_rule_delete, ROLES_POLICY, 0 },
 	{ "POST", "/v1/groups/{}/devices", route_group_add_device, ROLES_POLICY, 1 },
 	{ "DELETE", "/v1/groups/{}/devices/{}", route_group_del_device, ROLES_POLICY, 0 },

@@ -131,22 +131,23 @@ route_resource_delete(struct server *s, struct req *rq)
 /* ---------------------------------------------------------------------
  * Rules.
  */
-void
-route_rule_add(struct server *s, struct req *rq)
+/* The rule in the request body (POST /v1/rules, PUT /v1/rules/{id}) into
+ * *ru (ru->device points into mac); on a bad body replies 400 and returns
+ * -1. */
+static int
+rule_from_json(struct req *rq, struct db_rule_spec *ru, uint8_t mac[MAC_LEN])
 {
 	static const char *const keys[] = { "subject", "resource", "action", "effect",
 		"valid_from", "valid_until", "time_from", "time_until", "weekdays", "one_time", NULL };
 	static const char *const skeys[] = { "device", "user", "group", NULL };
-	struct db_rule_spec ru = { .time_from = -1, .time_until = -1 };
 	json_t *subj, *res, *act, *eff, *v;
-	uint8_t mac[MAC_LEN];
 	char why[200] = "";
-	int64_t id, version;
-	int r;
+
+	*ru = (struct db_rule_spec){ .time_from = -1, .time_until = -1 };
 
 	if (json_only_keys(rq->json, keys, why, sizeof(why)) != 0) {
 		req_reply_error(rq, ERR_INVALID, why);
-		return;
+		return -1;
 	}
 	subj = json_object_get(rq->json, "subject");
 	res = json_object_get(rq->json, "resource");
@@ -156,92 +157,127 @@ route_rule_add(struct server *s, struct req *rq)
 	    json_only_keys(subj, skeys, why, sizeof(why)) != 0) {
 		req_reply_error(rq, ERR_INVALID, "\"subject\" must be {\"device\": ADDRESS}, "
 		    "{\"user\": NAME} or {\"group\": NAME}.");
-		return;
+		return -1;
 	}
 	if ((v = json_object_get(subj, "device")) != NULL) {
 		if (!json_is_string(v) || mac_parse(json_string_value(v), mac) != 0) {
 			req_reply_error(rq, ERR_BAD_MAC, NULL);
-			return;
+			return -1;
 		}
-		ru.device = mac;
+		ru->device = mac;
 	} else if ((v = json_object_get(subj, "user")) != NULL) {
 		if (!name_ok(v)) {
 			req_reply_error(rq, ERR_INVALID, "The user must be a name of 1 to 128 printable "
 			    "characters.");
-			return;
+			return -1;
 		}
-		ru.user = json_string_value(v);
+		ru->user = json_string_value(v);
 	} else {
 		v = json_object_get(subj, "group");
 		if (!name_ok(v)) {
 			req_reply_error(rq, ERR_INVALID, "The group must be a name of 1 to 128 "
 			    "printable characters.");
-			return;
+			return -1;
 		}
-		ru.group = json_string_value(v);
+		ru->group = json_string_value(v);
 	}
 	if (!name_ok(res)) {
 		req_reply_error(rq, ERR_INVALID, "\"resource\" (a resource name) is required.");
-		return;
+		return -1;
 	}
-	ru.resource = json_string_value(res);
+	ru->resource = json_string_value(res);
 	if (act != NULL && (!json_is_string(act) || json_string_length(act) == 0 ||
 	    json_string_length(act) > 64 || optdata_check_name(json_string_value(act)) != 0)) {
 		req_reply_error(rq, ERR_INVALID, "\"action\" must be a name of 1 to 64 bytes, or "
 		    "\"*\" for any.");
-		return;
+		return -1;
 	}
-	ru.action = act ? json_string_value(act) : "*";
+	ru->action = act ? json_string_value(act) : "*";
 	if (!json_is_string(eff) || (strcmp(json_string_value(eff), "allow") != 0 &&
 	    strcmp(json_string_value(eff), "deny") != 0)) {
 		req_reply_error(rq, ERR_INVALID, "\"effect\" must be \"allow\" or \"deny\".");
-		return;
+		return -1;
 	}
-	ru.allow = strcmp(json_string_value(eff), "allow") == 0;
+	ru->allow = strcmp(json_string_value(eff), "allow") == 0;
 	if (((v = json_object_get(rq->json, "valid_from")) != NULL &&
-	    (!json_is_string(v) || parse_time_utc(json_string_value(v), &ru.valid_from) != 0)) ||
+	    (!json_is_string(v) || parse_time_utc(json_string_value(v), &ru->valid_from) != 0)) ||
 	    ((v = json_object_get(rq->json, "valid_until")) != NULL &&
-	    (!json_is_string(v) || parse_time_utc(json_string_value(v), &ru.valid_until) != 0))) {
+	    (!json_is_string(v) || parse_time_utc(json_string_value(v), &ru->valid_until) != 0))) {
 		req_reply_error(rq, ERR_INVALID, "\"valid_from\" and \"valid_until\" are UTC times "
 		    "like 2026-12-01T08:00:00Z.");
-		return;
+		return -1;
 	}
-	if (ru.valid_from && ru.valid_until && ru.valid_until <= ru.valid_from) {
+	if (ru->valid_from && ru->valid_until && ru->valid_until <= ru->valid_from) {
 		req_reply_error(rq, ERR_INVALID, "\"valid_until\" must be after \"valid_from\".");
-		return;
+		return -1;
 	}
 	json_t *tf = json_object_get(rq->json, "time_from");
 	json_t *tu = json_object_get(rq->json, "time_until");
 	if ((tf == NULL) != (tu == NULL) ||
 	    (tf != NULL && (!json_is_string(tf) || !json_is_string(tu) ||
-	    parse_hhmm(json_string_value(tf), &ru.time_from) != 0 ||
-	    parse_hhmm(json_string_value(tu), &ru.time_until) != 0 ||
-	    ru.time_from == ru.time_until))) {
+	    parse_hhmm(json_string_value(tf), &ru->time_from) != 0 ||
+	    parse_hhmm(json_string_value(tu), &ru->time_until) != 0 ||
+	    ru->time_from == ru->time_until))) {
 		req_reply_error(rq, ERR_INVALID, "\"time_from\" and \"time_until\" go together, as "
 		    "different UTC times of day \"HH:MM\" (a window past midnight wraps).");
-		return;
+		return -1;
 	}
 	if ((v = json_object_get(rq->json, "weekdays")) != NULL &&
-	    parse_weekdays(v, &ru.weekdays) != 0) {
+	    parse_weekdays(v, &ru->weekdays) != 0) {
 		req_reply_error(rq, ERR_INVALID, "\"weekdays\" must be a list of \"mon\" .. \"sun\".");
-		return;
+		return -1;
 	}
 	if ((v = json_object_get(rq->json, "one_time")) != NULL) {
 		if (!json_is_boolean(v)) {
 			req_reply_error(rq, ERR_INVALID, "\"one_time\" must be true or false.");
-			return;
+			return -1;
 		}
-		ru.one_time = json_is_true(v);
+		ru->one_time = json_is_true(v);
 	}
-	if (ru.one_time && !ru.allow) {
+	if (ru->one_time && !ru->allow) {
 		req_reply_error(rq, ERR_INVALID, "Only an allow rule can be one-time.");
-		return;
+		return -1;
 	}
+	return 0;
+}
+
+void
+route_rule_add(struct server *s, struct req *rq)
+{
+	struct db_rule_spec ru;
+	uint8_t mac[MAC_LEN];
+	int64_t id, version;
+	int r;
+
+	if (rule_from_json(rq, &ru, mac) != 0)
+		return;
 	if ((r = db_rule_add(s->db, &ru, rq->actor, &id, &version)) != 0) {
 		req_reply_error(rq, r, r == ERR_NOT_FOUND ? "No such resource or device." : NULL);
 		return;
 	}
 	reply_version(rq, 201, "id", id, version);
+}
+
+void
+route_rule_replace(struct server *s, struct req *rq)
+{
+	struct db_rule_spec ru;
+	uint8_t mac[MAC_LEN];
+	int64_t old_id, id, version;
+	int r;
+
+	if (parse_int64(rq->params[0], 1, INT64_MAX, &old_id) != 0) {
+		req_reply_error(rq, ERR_INVALID, "The rule id must be a positive integer.");
+		return;
+	}
+	if (rule_from_json(rq, &ru, mac) != 0)
+		return;
+	if ((r = db_rule_replace(s->db, old_id, &ru, rq->actor, &id, &version)) != 0) {
+		req_reply_error(rq, r, r == ERR_NOT_FOUND ? "No such rule, resource or device." :
+		    NULL);
+		return;
+	}
+	reply_version(rq, 200, "id", id, version);
 }
 
 void

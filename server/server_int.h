@@ -242,6 +242,7 @@ void route_policy_get(struct server *s, struct req *rq);
 void route_resource_add(struct server *s, struct req *rq);
 void route_resource_delete(struct server *s, struct req *rq);
 void route_rule_add(struct server *s, struct req *rq);
+void route_rule_replace(struct server *s, struct req *rq);
 void route_rule_delete(struct server *s, struct req *rq);
 void route_group_add_device(struct server *s, struct req *rq);
 void route_group_del_device(struct server *s, struct req *rq);

@@ -380,6 +380,56 @@ check_eq "GET /v1/stats?x=1 -> 400" 400 "$(get '/v1/stats?x=1')"
 check_eq "stats: operator may" 200 "$(get /v1/stats "$OP")"
 check_eq "stats: authorizer may not -> 403" 403 "$(get /v1/stats "$AUTH")"
 
+# --- replacing a rule (PUT /v1/rules/{id}) -----------------------------------------
+put() { printf '%s' "$2" > "$T/body.json"; api PUT "$1" "$T/body.json" "${3:-$SEC}"; }
+check_eq "resource lab-printer" 201 "$(post /v1/resources '{"name":"lab-printer"}')"
+check_eq "rule: lab may print" 201 \
+    "$(post /v1/rules '{"subject":{"group":"lab"},"resource":"lab-printer","action":"print","effect":"allow"}')"
+r_old=$(jr .id); v_old=$(jr .policy_version)
+q_print="{\"device\":{\"mac\":\"$A\"},\"resource\":\"lab-printer\",\"action\":\"print\"}"
+post /v1/groups/lab/devices "{\"mac\":\"$A\"}" >/dev/null	# 409 if it is already
+get /v1/policy "$SEC" >/dev/null
+v_old=$(jr .policy_version)
+sleep 0.3
+check_eq "before: A may print" "allow" "$(post /v1/authorize/try "$q_print" "$VIEW" >/dev/null; jr .decision)"
+n_audit=$(sql "select count(*) from audit_log")
+check_eq "replace it by a deny -> 200" 200 \
+    "$(put /v1/rules/$r_old '{"subject":{"group":"lab"},"resource":"lab-printer","action":"print","effect":"deny"}')"
+r_new=$(jr .id)
+check_eq "a new id, one new policy version" "yes $((v_old + 1))" \
+    "$([ "$r_new" -gt "$r_old" ] && echo yes) $(jr .policy_version)"
+check_eq "the old rule is gone, the new one is there" "0 1 deny" \
+    "$(sql "select (select count(*) from access_rules where id = $r_old), (select count(*) from access_rules where id = $r_new), (select effect from access_rules where id = $r_new)" | tr '|' ' ')"
+check_eq "audit: rule.add for the new rule, then rule.replace naming both" \
+    "rule.add $r_new;rule.replace $r_old {\"replaced_by\" : $r_new}" \
+    "$(sql "select string_agg(action || ' ' || object || coalesce(case when action = 'rule.replace' then ' ' || detail::text end, ''), ';' order by seq) from audit_log where seq > (select max(seq) - 2 from audit_log)")"
+check_eq "two audit rows" "$((n_audit + 2))" "$(sql "select count(*) from audit_log")"
+sleep 0.3
+check_eq "after: A may not print" "deny" "$(post /v1/authorize/try "$q_print" "$VIEW" >/dev/null; jr .decision)"
+before=$(sql "select count(*) || ' ' || max(id) from access_rules")
+v_now=$(sql "select version from policy_version")
+check_eq "replace by a rule on an unknown resource -> 404" "404 not_found" \
+    "$(put /v1/rules/$r_new '{"subject":{"group":"lab"},"resource":"no-such","effect":"allow"}') $(jr .error.code)"
+check_eq "... the rule stays, no new version" "$before $v_now" \
+    "$(sql "select count(*) || ' ' || max(id) from access_rules") $(sql "select version from policy_version")"
+check_eq "replace a rule that is gone -> 404" 404 \
+    "$(put /v1/rules/$r_old '{"subject":{"group":"lab"},"resource":"lab-printer","effect":"allow"}')"
+check_eq "... nothing added" "$before" "$(sql "select count(*) || ' ' || max(id) from access_rules")"
+check_eq "a bad body -> 400, nothing changed" "400 $before" \
+    "$(put /v1/rules/$r_new '{"subject":{"group":"lab"},"resource":"lab-printer","effect":"maybe"}') $(sql "select count(*) || ' ' || max(id) from access_rules")"
+check_eq "an unknown field -> 400" 400 \
+    "$(put /v1/rules/$r_new '{"subject":{"group":"lab"},"resource":"lab-printer","effect":"allow","x":1}')"
+check_eq "a bad id -> 400" 400 \
+    "$(put /v1/rules/0 '{"subject":{"group":"lab"},"resource":"lab-printer","effect":"allow"}')"
+check_eq "viewer may not replace -> 403" 403 \
+    "$(put /v1/rules/$r_new '{"subject":{"group":"lab"},"resource":"lab-printer","effect":"allow"}' "$VIEW")"
+check_eq "operator may not replace -> 403" 403 \
+    "$(put /v1/rules/$r_new '{"subject":{"group":"lab"},"resource":"lab-printer","effect":"allow"}' "$OP")"
+check_out "provctl rule replace" "^id [0-9]+, policy version" \
+    env PROVD_TOKEN_FILE="$SEC" "$BIN/provctl" --url "$URL" rule replace "$r_new" --group lab --resource lab-printer --allow
+check_fails_out "provctl rule replace with a bad id: usage" "rule replace ID" \
+    env PROVD_TOKEN_FILE="$SEC" "$BIN/provctl" --url "$URL" rule replace 1x --group lab --resource lab-printer --allow
+
 # --- who may read ----------------------------------------------------------------
 check_eq "viewer may list devices" 200 "$(get '/v1/devices?q=aa')"
 check_eq "viewer may read a device" 200 "$(get /v1/devices/$A)"
