@@ -50,6 +50,8 @@ ocsp_url = http://127.0.0.1:8440/ocsp
 [radio]
 backend = sim
 sim_dir = $D/air
+[console]
+dir = $top/server/console
 CONF
 mkdir -p "$D/air"
 provd() { "$BIN/provd" -c "$D/provd.conf" "$@"; }
@@ -64,6 +66,10 @@ provd migrate
 step "creating API tokens"
 provd token add --role operator --name intake-desk > "$D/operator.token"
 provd token add --role security --name security-team > "$D/security.token"
+step "creating a web console account (admin; the password is in $D/console.password)"
+openssl rand -base64 18 > "$D/console.password"
+chmod 600 "$D/console.password"
+provd admin add desk --role admin --password-file "$D/console.password"
 
 step "starting provd"
 provd_start "$D/provd.conf" "$D"
@@ -150,6 +156,7 @@ psql -X -d provd -c "select seq, actor, action, object from audit_log order by s
 
 if [ "${DEMO_KEEP:-0}" = 1 ]; then
 	step "provd keeps running at $URL (tokens in $D); Ctrl-C stops everything"
+	echo "web console: $URL/console/ (name desk, password in $D/console.password)"
 	wait "$pid"
 fi
 step "demo complete"

@@ -12,6 +12,9 @@
 #   console_expiring_ms     GET /v1/devices?expires_before=(in 3 days)
 #   console_audit_ms        GET /v1/audit?object=, and _action_ms with action=certificate.*
 #   console_stats_ms        GET /v1/stats, read afresh (median of 3, 5 s apart)
+#   console_page_kb         the console's first page: the bytes provd sends for
+#                           /console/ and every file of server/console (the page
+#                           loads all of them: app.js imports every page module)
 # and the same with _1m for 1,000,000 (BENCH_CONSOLE_LARGE: another number,
 # or 0 to leave them out).
 
@@ -33,6 +36,8 @@ crl_url = http://127.0.0.1:8440/v1/crl
 ocsp_url = http://127.0.0.1:8440/ocsp
 [log]
 level = info
+[console]
+dir = $top/server/console
 CONF
 psql -X -q -d postgres -c "drop database if exists provd_console with (force)" -c "create database provd_console" \
     >/dev/null 2>&1
@@ -180,6 +185,12 @@ console_audit "$CONSOLE_DEVICES" >/dev/null
 psql -X -q -d provd_console -c "vacuum analyze" >/dev/null
 if console_start; then
 	console_run "" "$CONSOLE_DEVICES"
+	_bytes=$(curl -s -o /dev/null -w '%{size_download}' "$URL/console/")
+	for _f in $(cd "$top/server/console" && ls); do
+		[ "$_f" = index.html ] && continue
+		_bytes=$((_bytes + $(curl -s -o /dev/null -w '%{size_download}' "$URL/console/$_f")))
+	done
+	awk -v b="$_bytes" 'BEGIN { printf "bench: console_page_kb %.1f KB\n", b / 1024 }'
 	console_stop
 fi
 if [ "$CONSOLE_LARGE" -gt "$CONSOLE_DEVICES" ]; then

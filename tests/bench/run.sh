@@ -103,6 +103,7 @@ done
 # central access control: decisions per second, warm and cold, next to nginx
 . "$top/tests/bench/bench_authz.sh"
 . "$top/tests/bench/bench_crl.sh"
+. "$top/tests/bench/bench_console.sh"
 
 # OCSP: one certificate's status over and over (POST, no nonce: the cached
 # answer), then with a fresh nonce each (signed anew)
