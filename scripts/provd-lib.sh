@@ -6,6 +6,9 @@
 # provd_pid and URL. Returns non-zero (after printing the log) if it does not
 # come up within 10 s.
 provd_start() {
+	# emptied here, not only by the redirection below, which happens in the
+	# background child: the loop could otherwise read a previous run's port
+	: > "$2/provd.out"
 	"$BIN/provd" -c "$1" run >"$2/provd.out" 2>"$2/provd.log" &
 	provd_pid=$!
 	_n=0
