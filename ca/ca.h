@@ -40,6 +40,10 @@ struct ca_init_opts {
 	const char *root_key_out;	/* two-tier: also write the root key here
 					   (0600), to be kept offline; NULL: the
 					   root key is not kept */
+	const char *keystore;		/* "file" (default) or "tpm2": the signing
+					   key made in a TPM and never out of it */
+	const char *tcti;		/* tpm2: the TPM; NULL: the provider's
+					   default */
 };
 
 /* Creates or imports a CA into o->dir. Refuses to overwrite unless o->force.
@@ -182,8 +186,8 @@ int ca_der_to_pem(const char *label, const uint8_t *der, size_t derlen, char **p
  * NULL) gets the certificate's notAfter in Unix seconds. On error writes a
  * sentence into err.
  */
-int ca_ocsp_cert_make(const char *dir, int days, int64_t *not_after, char *err,
-    size_t errlen);
+int ca_ocsp_cert_make(const char *dir, const char *tcti, int days, int64_t *not_after,
+    char *err, size_t errlen);
 
 /* OCSPResponseStatus values (RFC 6960 4.2.1). */
 enum ca_ocsp_resp_status {

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <openssl/crypto.h>
+#include <openssl/encoder.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -77,10 +78,12 @@ add_conf_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
  */
 static int
 make_ca_cert(EVP_PKEY *key, const char *cn, const char *org, X509 *issuer,
-    EVP_PKEY *issuer_key, int pathlen, int64_t nb, int64_t na, X509 **out)
+    EVP_PKEY *issuer_key, const struct tpm2_prov *sign_tpm, int pathlen, int64_t nb, int64_t na,
+    X509 **out)
 {
 	int r = ERR_CRYPTO;
 	X509 *x = NULL;
+	EVP_MD_CTX *mctx = NULL;
 	X509_NAME *name;
 	X509V3_CTX ctx;
 	uint8_t serial[CA_SERIAL_LEN];
@@ -110,7 +113,9 @@ make_ca_cert(EVP_PKEY *key, const char *cn, const char *org, X509 *issuer,
 	    !add_conf_ext(x, &ctx, NID_subject_key_identifier, "hash") ||
 	    !add_conf_ext(x, &ctx, NID_authority_key_identifier, "keyid:always"))
 		goto out;
-	if (X509_sign(x, issuer_key != NULL ? issuer_key : key, EVP_sha256()) <= 0)
+	if ((mctx = EVP_MD_CTX_new()) == NULL ||
+	    ca_sign_init(mctx, issuer_key != NULL ? issuer_key : key, sign_tpm) != 0 ||
+	    X509_sign_ctx(x, mctx) <= 0)
 		goto out;
 	*out = x;
 	x = NULL;
@@ -118,6 +123,7 @@ make_ca_cert(EVP_PKEY *key, const char *cn, const char *org, X509 *issuer,
 out:
 	if (r != 0)
 		log_ossl("cannot build the CA certificate \"%s\"", cn);
+	EVP_MD_CTX_free(mctx);
 	X509_free(x);
 	return r;
 }
@@ -171,28 +177,41 @@ write_file(const char *dir, const char *name, const void *data, size_t len,
 }
 
 /* Writes the key (PKCS#8 PEM, 0600) to dir/name from the secure heap, wiped
- * afterwards; dir NULL: name is the whole path. what names it in errors. */
+ * afterwards; dir NULL: name is the whole path. what names it in errors. A
+ * key in a TPM (tpm not NULL) is written by the provider's encoder: the
+ * TSS2 PEM, a blob only that TPM can load. */
 static int
-write_key(const char *dir, const char *name, EVP_PKEY *key, const char *what, char *err,
-    size_t errlen)
+write_key(const char *dir, const char *name, EVP_PKEY *key, const struct tpm2_prov *tpm,
+    const char *what, char *err, size_t errlen)
 {
+	OSSL_ENCODER_CTX *ectx = NULL;
 	int r = ERR_CRYPTO;
 	BIO *bio = NULL;
 	char *data;
 	long len;
 
-	if ((bio = BIO_new(BIO_s_secmem())) == NULL ||
-	    !PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL) ||
-	    (len = BIO_get_mem_data(bio, &data)) <= 0) {
-		log_ossl("cannot encode the %s", what);
-		msg_set(err, errlen, "cannot encode the %s", what);
-		goto out;
+	if ((bio = BIO_new(BIO_s_secmem())) == NULL)
+		goto fail;
+	if (tpm != NULL) {
+		if ((ectx = OSSL_ENCODER_CTX_new_for_pkey(key, OSSL_KEYMGMT_SELECT_KEYPAIR, "PEM",
+		    "PrivateKeyInfo", TPM2_PROPQ)) == NULL ||
+		    OSSL_ENCODER_CTX_get_num_encoders(ectx) == 0 || !OSSL_ENCODER_to_bio(ectx, bio))
+			goto fail;
+	} else if (!PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL)) {
+		goto fail;
 	}
+	if ((len = BIO_get_mem_data(bio, &data)) <= 0)
+		goto fail;
 	if (dir != NULL)
 		r = write_file(dir, name, data, (size_t)len, 0600, err, errlen);
 	else if ((r = file_write_atomic(name, data, (size_t)len, 0600)) != 0)
 		msg_set(err, errlen, "cannot write %s: %s", name, provd_strerror(r));
+	goto out;
+fail:
+	log_ossl("cannot encode the %s", what);
+	msg_set(err, errlen, "cannot encode the %s", what);
 out:
+	OSSL_ENCODER_CTX_free(ectx);
 	BIO_free(bio);	/* secmem: cleared on free */
 	return r;
 }
@@ -336,6 +355,7 @@ ca_init(const struct ca_init_opts *o, char *err, size_t errlen)
 	int r = ERR_INTERNAL, n = 0, days;
 	X509 *certs[IMPORT_MAX_CERTS];
 	EVP_PKEY *root_key = NULL, *ca_key = NULL;
+	struct tpm2_prov *tpm = NULL;
 	const char *cn;
 	char path[PATH_MAX], icn[NAME_MAX_LEN + 1];
 	char *pem_ca = NULL, *pem_root = NULL, *pem_chain = NULL;
@@ -356,6 +376,16 @@ ca_init(const struct ca_init_opts *o, char *err, size_t errlen)
 	}
 	if (o->import_cert != NULL && o->two_tier) {
 		msg_set(err, errlen, "an imported CA cannot be combined with two-tier creation");
+		return ERR_INVALID;
+	}
+	if (o->keystore != NULL && strcmp(o->keystore, "file") != 0 &&
+	    strcmp(o->keystore, "tpm2") != 0) {
+		msg_set(err, errlen, "the keystore is \"file\" or \"tpm2\"");
+		return ERR_INVALID;
+	}
+	if (o->keystore != NULL && strcmp(o->keystore, "tpm2") == 0 && o->import_cert != NULL) {
+		msg_set(err, errlen, "a key made elsewhere cannot be put into the TPM: a CA in "
+		    "the TPM is made there (without an import)");
 		return ERR_INVALID;
 	}
 	if (o->import_cert == NULL) {
@@ -396,6 +426,12 @@ ca_init(const struct ca_init_opts *o, char *err, size_t errlen)
 		return ERR_IO;
 	}
 
+	if (o->keystore != NULL && strcmp(o->keystore, "tpm2") == 0 &&
+	    (r = tpm2_prov_open(o->tcti, &tpm)) != 0) {
+		msg_set(err, errlen, "cannot reach the TPM (TCTI %.64s): %s",
+		    o->tcti != NULL ? o->tcti : "default", provd_strerror(r));
+		goto out;
+	}
 	if (o->import_cert != NULL) {
 		if ((r = read_cert_chain(o->import_cert, certs, &n, err, errlen)) != 0 ||
 		    (r = read_private_key(o->import_key, &ca_key, err, errlen)) != 0 ||
@@ -406,22 +442,34 @@ ca_init(const struct ca_init_opts *o, char *err, size_t errlen)
 		nb = now - CA_BACKDATE_S;
 		na = now + (int64_t)days * 86400;
 		r = ERR_CRYPTO;
-		if ((root_key = EVP_EC_gen("P-256")) == NULL) {
+		/* one tier: the root signs, in the TPM with tpm2; two tiers: the
+		 * issuing CA's key is the one in the TPM, the root's is kept
+		 * offline or not at all */
+		if (tpm != NULL && !o->two_tier)
+			r = tpm2_prov_keygen(tpm, &root_key);
+		else if ((root_key = EVP_EC_gen("P-256")) != NULL)
+			r = 0;
+		if (r != 0) {
 			log_ossl("EC key generation");
-			msg_set(err, errlen, "cannot generate the CA key");
+			msg_set(err, errlen, "cannot generate the CA key%s", tpm != NULL &&
+			    !o->two_tier ? " in the TPM" : "");
 			goto out;
 		}
-		if ((r = make_ca_cert(root_key, cn, o->organization, NULL, NULL, -1, nb, na,
-		    &certs[0])) != 0) {
+		if ((r = make_ca_cert(root_key, cn, o->organization, NULL, NULL,
+		    o->two_tier ? NULL : tpm, -1, nb, na, &certs[0])) != 0) {
 			msg_set(err, errlen, "cannot create the root CA certificate");
 			goto out;
 		}
 		n = 1;
 		if (o->two_tier) {
-			if ((ca_key = EVP_EC_gen("P-256")) == NULL) {
+			if (tpm != NULL)
+				r = tpm2_prov_keygen(tpm, &ca_key);
+			else
+				r = (ca_key = EVP_EC_gen("P-256")) != NULL ? 0 : ERR_CRYPTO;
+			if (r != 0) {
 				log_ossl("EC key generation");
-				msg_set(err, errlen, "cannot generate the issuing CA key");
-				r = ERR_CRYPTO;
+				msg_set(err, errlen, "cannot generate the issuing CA key%s",
+				    tpm != NULL ? " in the TPM" : "");
 				goto out;
 			}
 			/* chain order: issuing CA first, then the root */
@@ -429,7 +477,7 @@ ca_init(const struct ca_init_opts *o, char *err, size_t errlen)
 			certs[0] = NULL;
 			n = 2;
 			if ((r = make_ca_cert(ca_key, icn, o->organization, certs[1], root_key,
-			    0, nb, na, &certs[0])) != 0) {
+			    NULL, 0, nb, na, &certs[0])) != 0) {
 				msg_set(err, errlen, "cannot create the issuing CA certificate");
 				goto out;
 			}
@@ -448,16 +496,17 @@ ca_init(const struct ca_init_opts *o, char *err, size_t errlen)
 	/* the root key of a two-tier CA goes only where the operator said, to
 	 * be kept offline; without root_key_out it is not kept at all */
 	if (root_key != NULL && o->root_key_out != NULL &&
-	    (r = write_key(NULL, o->root_key_out, root_key, "root CA key", err, errlen)) != 0)
+	    (r = write_key(NULL, o->root_key_out, root_key, NULL, "root CA key", err, errlen)) != 0)
 		goto out;
 	/* ca.key last: its presence means a complete CA directory */
 	if ((r = write_file(o->dir, "root.crt", pem_root, len_root, 0644, err, errlen)) != 0 ||
 	    (r = write_file(o->dir, "chain.pem", pem_chain, len_chain, 0644, err, errlen)) != 0 ||
 	    (r = write_file(o->dir, "ca.crt", pem_ca, len_ca, 0644, err, errlen)) != 0 ||
-	    (r = write_key(o->dir, "ca.key", ca_key, "CA key", err, errlen)) != 0)
+	    (r = write_key(o->dir, "ca.key", ca_key, tpm, "CA key", err, errlen)) != 0)
 		goto out;
-	log_info("CA in %s: %s%s", o->dir, o->import_cert != NULL ? "imported" : "created",
-	    o->two_tier ? " (root and issuing CA)" : "");
+	log_info("CA in %s: %s%s%s", o->dir, o->import_cert != NULL ? "imported" : "created",
+	    o->two_tier ? " (root and issuing CA)" : "",
+	    tpm != NULL ? ", the signing key in the TPM" : "");
 	msg_set(err, errlen, "ok");
 	r = 0;
 out:
@@ -465,6 +514,7 @@ out:
 		X509_free(certs[i]);
 	EVP_PKEY_free(root_key);
 	EVP_PKEY_free(ca_key);
+	tpm2_prov_free(tpm);
 	free(pem_ca);
 	free(pem_root);
 	free(pem_chain);
@@ -531,11 +581,13 @@ add_aki(X509 *x, X509 *ca)
 }
 
 static int
-make_ocsp_cert(EVP_PKEY *key, X509 *ca, EVP_PKEY *ca_key, int64_t nb, int64_t na, X509 **out)
+make_ocsp_cert(EVP_PKEY *key, X509 *ca, EVP_PKEY *ca_key, const struct tpm2_prov *ca_tpm,
+    int64_t nb, int64_t na, X509 **out)
 {
 	int r = ERR_CRYPTO;
 	X509 *x = NULL;
 	X509V3_CTX ctx;
+	EVP_MD_CTX *mctx = NULL;
 	ASN1_NULL *nocheck = NULL;
 	uint8_t serial[CA_SERIAL_LEN];
 
@@ -560,7 +612,8 @@ make_ocsp_cert(EVP_PKEY *key, X509 *ca, EVP_PKEY *ca_key, int64_t nb, int64_t na
 	    !add_conf_ext(x, &ctx, NID_subject_key_identifier, "hash") ||
 	    !add_aki(x, ca))
 		goto out;
-	if (X509_sign(x, ca_key, EVP_sha256()) <= 0)
+	if ((mctx = EVP_MD_CTX_new()) == NULL || ca_sign_init(mctx, ca_key, ca_tpm) != 0 ||
+	    X509_sign_ctx(x, mctx) <= 0)
 		goto out;
 	*out = x;
 	x = NULL;
@@ -568,17 +621,20 @@ make_ocsp_cert(EVP_PKEY *key, X509 *ca, EVP_PKEY *ca_key, int64_t nb, int64_t na
 out:
 	if (r != 0)
 		log_ossl("cannot build the OCSP responder certificate");
+	EVP_MD_CTX_free(mctx);
 	ASN1_NULL_free(nocheck);
 	X509_free(x);
 	return r;
 }
 
 int
-ca_ocsp_cert_make(const char *dir, int days, int64_t *not_after, char *err, size_t errlen)
+ca_ocsp_cert_make(const char *dir, const char *tcti, int days, int64_t *not_after, char *err,
+    size_t errlen)
 {
 	int r = ERR_INTERNAL, n = 0;
 	X509 *certs[IMPORT_MAX_CERTS], *x = NULL;
 	EVP_PKEY *ca_key = NULL, *key = NULL;
+	struct tpm2_prov *tpm = NULL;
 	char path[PATH_MAX], *pem = NULL;
 	size_t pemlen = 0;
 	struct stat st;
@@ -603,8 +659,12 @@ ca_ocsp_cert_make(const char *dir, int days, int64_t *not_after, char *err, size
 		    "\"provd ca init\" first" : "cannot check %s", dir);
 		return errno == ENOENT ? ERR_NOT_FOUND : ERR_IO;
 	}
-	if ((r = read_private_key(path, &ca_key, err, errlen)) != 0)
+	if ((r = ca_load_key(path, tcti, &ca_key, &tpm)) != 0) {
+		msg_set(err, errlen, r == ERR_UNAVAILABLE ? "%s is a key in a TPM, and the TPM "
+		    "does not answer" : r == ERR_CRYPTO && tpm == NULL ? "%s is not a private key "
+		    "(or the TPM does not load it)" : "cannot read %s", path);
 		goto out;
+	}
 	snprintf(path, sizeof(path), "%s/ca.crt", dir);
 	if ((r = read_cert_chain(path, certs, &n, err, errlen)) != 0)
 		goto out;
@@ -630,13 +690,13 @@ ca_ocsp_cert_make(const char *dir, int days, int64_t *not_after, char *err, size
 		msg_set(err, errlen, "cannot generate the OCSP responder key");
 		goto out;
 	}
-	if ((r = make_ocsp_cert(key, certs[0], ca_key, now - CA_BACKDATE_S, na, &x)) != 0 ||
+	if ((r = make_ocsp_cert(key, certs[0], ca_key, tpm, now - CA_BACKDATE_S, na, &x)) != 0 ||
 	    (r = certs_to_pem(&x, 1, &pem, &pemlen)) != 0) {
 		msg_set(err, errlen, "cannot create the OCSP responder certificate");
 		goto out;
 	}
 	/* the key first: a running provd reloads when ocsp.crt changes */
-	if ((r = write_key(dir, "ocsp.key", key, "OCSP responder key", err, errlen)) != 0 ||
+	if ((r = write_key(dir, "ocsp.key", key, NULL, "OCSP responder key", err, errlen)) != 0 ||
 	    (r = write_file(dir, "ocsp.crt", pem, pemlen, 0644, err, errlen)) != 0)
 		goto out;
 	if (not_after != NULL)
@@ -650,6 +710,7 @@ out:
 	X509_free(x);
 	EVP_PKEY_free(ca_key);
 	EVP_PKEY_free(key);
+	tpm2_prov_free(tpm);
 	free(pem);
 	return r;
 }

@@ -29,7 +29,10 @@
  * each signature works on its own copy of sign_tmpl.
  */
 struct ca_key {
-	EVP_PKEY *pkey;			/* CA private key */
+	EVP_PKEY *pkey;			/* CA private key; NULL after a TPM failed
+					   and could not be reached again */
+	struct tpm2_prov *tpm;		/* the key is in a TPM: its provider */
+	char *key_path, *tcti;		/* to load a TPM key again */
 	X509 *cert;			/* CA certificate */
 	EVP_MD *md_sign;		/* SHA-256, fetched once */
 	EVP_MD_CTX *sign_tmpl;		/* DigestSign initialised once; copied per use */
@@ -151,7 +154,17 @@ int ca_no_passphrase(char *buf, int size, int rwflag, void *u);
 #define CA_CERT_FILE_MAX (1024 * 1024)
 int ca_read_cert_file(const char *path, X509 **out);
 /* Reads a PEM private key; the file's bytes are wiped after parsing.
- * ERR_IO (or ERR_TOO_BIG) when unreadable, ERR_CRYPTO when not a key. */
+ * ERR_IO (or ERR_TOO_BIG) when unreadable, ERR_CRYPTO when not a key,
+ * ERR_UNSUPPORTED for a key in a TPM. */
 int ca_read_key_file(const char *path, EVP_PKEY **out);
+/* The same, and a key held in a TPM ("TSS2 PRIVATE KEY" PEM, made by
+ * "provd ca init --keystore tpm2"): loaded through the tpm2 provider at
+ * tcti (NULL: its default), *tpm then holds the provider (keep it while the
+ * key is used; tpm2_prov_free after EVP_PKEY_free). *tpm is NULL for a
+ * software key. ERR_UNAVAILABLE: the TPM does not answer; ERR_CRYPTO: it
+ * does not load the key (another TPM's). */
+int ca_load_key(const char *path, const char *tcti, EVP_PKEY **out, struct tpm2_prov **tpm);
+/* Initialises ctx for SHA-256 signing with key, in the TPM when tpm. */
+int ca_sign_init(EVP_MD_CTX *ctx, EVP_PKEY *key, const struct tpm2_prov *tpm);
 
 #endif

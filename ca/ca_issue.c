@@ -239,9 +239,9 @@ out:
 }
 
 static int
-load_key_file(const char *path, EVP_PKEY **out)
+load_key_file(const char *path, const char *tcti, EVP_PKEY **out, struct tpm2_prov **tpm)
 {
-	int r = ca_read_key_file(path, out);
+	int r = ca_load_key(path, tcti, out, tpm);
 
 	if (r == ERR_CRYPTO)
 		log_ossl("%s: not an unencrypted PEM private key", path);
@@ -269,8 +269,16 @@ ca_key_load(const struct config *cfg, struct ca_key **out)
 		r = ERR_CONFIG;
 		goto out;
 	}
-	if ((r = load_key_file(path, &k->pkey)) != 0)
+	if ((r = load_key_file(path, cfg->ca_tcti, &k->pkey, &k->tpm)) != 0)
 		goto out;
+	if (k->tpm != NULL) {
+		if ((k->key_path = strdup(path)) == NULL ||
+		    (cfg->ca_tcti != NULL && (k->tcti = strdup(cfg->ca_tcti)) == NULL)) {
+			r = ERR_NOMEM;
+			goto out;
+		}
+		log_info("the CA key is in the TPM (TCTI %s)", k->tcti != NULL ? k->tcti : "default");
+	}
 	if ((size_t)snprintf(path, sizeof(path), "%s/ca.crt", cfg->ca_dir) >= sizeof(path)) {
 		r = ERR_CONFIG;
 		goto out;
@@ -314,11 +322,8 @@ ca_key_load(const struct config *cfg, struct ca_key **out)
 		goto out;
 	}
 	if ((k->sign_tmpl = EVP_MD_CTX_new()) == NULL ||
-	    !EVP_DigestSignInit_ex(k->sign_tmpl, NULL, EVP_MD_get0_name(k->md_sign), NULL, NULL,
-	    k->pkey, NULL)) {
-		log_ossl("EVP_DigestSignInit_ex");
+	    ca_sign_init(k->sign_tmpl, k->pkey, k->tpm) != 0)
 		goto out;
-	}
 	if ((k->p256 = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1)) == NULL ||
 	    (k->p384 = EC_GROUP_new_by_curve_name(NID_secp384r1)) == NULL) {
 		log_ossl("EC_GROUP_new_by_curve_name");
@@ -377,10 +382,13 @@ ca_key_free(struct ca_key *k)
 {
 	if (k == NULL)
 		return;
+	EVP_MD_CTX_free(k->sign_tmpl);
 	EVP_PKEY_free(k->pkey);
+	tpm2_prov_free(k->tpm);
+	free(k->key_path);
+	free(k->tcti);
 	X509_free(k->cert);
 	EVP_MD_free(k->md_sign);
-	EVP_MD_CTX_free(k->sign_tmpl);
 	EVP_MD_free(k->md_keyid);
 	ASN1_OBJECT_free(k->optdata_obj);
 	EC_GROUP_free(k->p256);
@@ -405,12 +413,68 @@ sign_ctx_new(const struct ca_key *k)
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 
-	if (ctx == NULL || !EVP_MD_CTX_copy_ex(ctx, k->sign_tmpl)) {
+	if (ctx == NULL || k->pkey == NULL || !EVP_MD_CTX_copy_ex(ctx, k->sign_tmpl)) {
 		log_ossl("EVP_MD_CTX_copy_ex");
 		EVP_MD_CTX_free(ctx);
 		return NULL;
 	}
 	return ctx;
+}
+
+/*
+ * The TPM holding the CA key stopped answering (swtpm restarted, a TPM
+ * reset): its provider's connection is gone for good, so the provider and
+ * the key are loaded again. On failure k->pkey stays NULL and the next
+ * signing tries again; meanwhile everything that needs the CA fails.
+ */
+static int
+tpm_reconnect(struct ca_key *k)
+{
+	int r;
+
+	EVP_MD_CTX_free(k->sign_tmpl);
+	k->sign_tmpl = NULL;
+	EVP_PKEY_free(k->pkey);
+	k->pkey = NULL;
+	tpm2_prov_free(k->tpm);
+	k->tpm = NULL;
+	if ((r = ca_load_key(k->key_path, k->tcti, &k->pkey, &k->tpm)) != 0 ||
+	    (r = (k->sign_tmpl = EVP_MD_CTX_new()) == NULL ? ERR_NOMEM : 0) != 0 ||
+	    (r = ca_sign_init(k->sign_tmpl, k->pkey, k->tpm)) != 0) {
+		EVP_PKEY_free(k->pkey);
+		k->pkey = NULL;
+		log_errx("the TPM holding the CA key cannot be used: nothing can be signed "
+		    "until it answers again");
+		return r;
+	}
+	log_info("the TPM holding the CA key answers again");
+	return 0;
+}
+
+/* Signs a certificate (crl NULL) or a CRL (x NULL) with the CA key; with a
+ * key in a TPM, reconnects once when the TPM failed. */
+static int
+ca_key_sign(struct ca_key *k, X509 *x, X509_CRL *crl)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		EVP_MD_CTX *ctx = NULL;
+		int ok;
+
+		if (k->pkey == NULL && (k->key_path == NULL || tpm_reconnect(k) != 0))
+			return ERR_UNAVAILABLE;
+		ok = (ctx = sign_ctx_new(k)) != NULL &&
+		    (x != NULL ? X509_sign_ctx(x, ctx) : X509_CRL_sign_ctx(crl, ctx)) > 0;
+		EVP_MD_CTX_free(ctx);
+		if (ok)
+			return 0;
+		log_ossl(x != NULL ? "X509_sign_ctx" : "X509_CRL_sign_ctx");
+		if (k->tpm == NULL || attempt > 0)
+			break;
+		log_warnx("signing in the TPM failed; connecting to the TPM again");
+		if (tpm_reconnect(k) != 0)
+			return ERR_UNAVAILABLE;
+	}
+	return k->tpm != NULL || k->key_path != NULL ? ERR_UNAVAILABLE : ERR_CRYPTO;
 }
 
 static int
@@ -531,7 +595,6 @@ ca_key_issue(struct ca_key *k, const struct ca_issue_req *req,
 {
 	int r = ERR_INTERNAL, len;
 	X509 *x = NULL;
-	EVP_MD_CTX *ctx = NULL;
 	ASN1_OCTET_STRING *ski = NULL;
 	unsigned char *enc = NULL;
 	uint8_t *buf = NULL;
@@ -569,10 +632,9 @@ ca_key_issue(struct ca_key *k, const struct ca_issue_req *req,
 		log_ossl("cannot build the certificate");
 		goto out;
 	}
-	if ((ctx = sign_ctx_new(k)) == NULL || X509_sign_ctx(x, ctx) <= 0) {
-		log_ossl("X509_sign_ctx");
+	if ((r = ca_key_sign(k, x, NULL)) != 0)
 		goto out;
-	}
+	r = ERR_CRYPTO;
 	/* one encoding (each i2d_X509 re-encodes the whole TBSCertificate) */
 	if ((len = i2d_X509(x, &enc)) <= 0) {
 		log_ossl("i2d_X509");
@@ -590,7 +652,6 @@ ca_key_issue(struct ca_key *k, const struct ca_issue_req *req,
 out:
 	free(buf);
 	OPENSSL_free(enc);
-	EVP_MD_CTX_free(ctx);
 	ASN1_OCTET_STRING_free(ski);
 	X509_free(x);
 	return r;
@@ -663,7 +724,6 @@ ca_key_crl(struct ca_key *k, const struct ca_crl_req *req,
 {
 	int r = ERR_INTERNAL, len;
 	X509_CRL *crl = NULL;
-	EVP_MD_CTX *ctx = NULL;
 	ASN1_TIME *t = NULL;
 	ASN1_INTEGER *num = NULL, *serial = NULL;
 	ASN1_ENUMERATED *reason = NULL;
@@ -728,10 +788,9 @@ ca_key_crl(struct ca_key *k, const struct ca_crl_req *req,
 		log_ossl("cannot add the Freshest CRL extension");
 		goto out;
 	}
-	if ((ctx = sign_ctx_new(k)) == NULL || X509_CRL_sign_ctx(crl, ctx) <= 0) {
-		log_ossl("X509_CRL_sign_ctx");
+	if ((r = ca_key_sign(k, NULL, crl)) != 0)
 		goto out;
-	}
+	r = ERR_CRYPTO;
 	if ((len = i2d_X509_CRL(crl, NULL)) <= 0) {
 		log_ossl("i2d_X509_CRL");
 		goto out;
@@ -751,7 +810,6 @@ ca_key_crl(struct ca_key *k, const struct ca_crl_req *req,
 	r = 0;
 out:
 	free(buf);
-	EVP_MD_CTX_free(ctx);
 	ASN1_ENUMERATED_free(reason);
 	ASN1_INTEGER_free(serial);
 	ASN1_INTEGER_free(num);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/bn.h>
+#include <openssl/decoder.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -141,17 +142,66 @@ out:
 	return r;
 }
 
-int
-ca_read_key_file(const char *path, EVP_PKEY **out)
+/* A TPM-wrapped key (tpm2-openssl's TSS2 PEM) decoded in the provider's
+ * library context: the key object stays in the TPM. */
+static int
+read_tpm_key(const char *path, const char *buf, size_t len, const char *tcti, EVP_PKEY **out,
+    struct tpm2_prov **tpm)
 {
+	OSSL_DECODER_CTX *dctx = NULL;
+	struct tpm2_prov *t = NULL;
+	const unsigned char *p = (const unsigned char *)buf;
+	EVP_PKEY *pk = NULL;
+	size_t left = len;
+	int r;
+
+	if ((r = tpm2_prov_open(tcti, &t)) != 0) {
+		log_errx("%s is a key in a TPM, and the TPM cannot be reached (TCTI %.64s)", path,
+		    tcti != NULL ? tcti : "default");
+		return r;
+	}
+	r = ERR_CRYPTO;
+	if ((dctx = OSSL_DECODER_CTX_new_for_pkey(&pk, "PEM", NULL, NULL,
+	    OSSL_KEYMGMT_SELECT_PRIVATE_KEY, tpm2_prov_libctx(t), TPM2_PROPQ)) == NULL ||
+	    !OSSL_DECODER_from_data(dctx, &p, &left) || pk == NULL) {
+		log_ossl("%s: the TPM does not load this key (made by another TPM?)", path);
+		goto out;
+	}
+	*out = pk;
+	*tpm = t;
+	pk = NULL;
+	t = NULL;
+	r = 0;
+out:
+	OSSL_DECODER_CTX_free(dctx);
+	EVP_PKEY_free(pk);
+	tpm2_prov_free(t);
+	return r;
+}
+
+int
+ca_load_key(const char *path, const char *tcti, EVP_PKEY **out, struct tpm2_prov **tpm)
+{
+	static const char tss2[] = "-----BEGIN TSS2 PRIVATE KEY-----";
 	int r = ERR_INTERNAL;
 	char *buf = NULL;
 	size_t len = 0;
 	BIO *bio = NULL;
 
 	*out = NULL;
+	if (tpm != NULL)
+		*tpm = NULL;
 	if ((r = file_read_all(path, CA_KEY_FILE_MAX, &buf, &len)) != 0)
 		goto out;
+	if (memmem(buf, len, tss2, sizeof(tss2) - 1) != NULL) {
+		if (tpm == NULL) {
+			log_errx("%s: a key in a TPM cannot be used here", path);
+			r = ERR_UNSUPPORTED;
+		} else {
+			r = read_tpm_key(path, buf, len, tcti, out, tpm);
+		}
+		goto out;
+	}
 	if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL) {
 		r = ERR_NOMEM;
 		goto out;
@@ -168,4 +218,21 @@ out:
 		free(buf);
 	}
 	return r;
+}
+
+int
+ca_read_key_file(const char *path, EVP_PKEY **out)
+{
+	return ca_load_key(path, NULL, out, NULL);
+}
+
+int
+ca_sign_init(EVP_MD_CTX *ctx, EVP_PKEY *key, const struct tpm2_prov *tpm)
+{
+	if (!EVP_DigestSignInit_ex(ctx, NULL, "SHA256", tpm2_prov_libctx(tpm),
+	    tpm != NULL ? TPM2_SIGN_PROPQ : NULL, key, NULL)) {
+		log_ossl("EVP_DigestSignInit_ex%s", tpm != NULL ? " (key in the TPM)" : "");
+		return ERR_CRYPTO;
+	}
+	return 0;
 }

@@ -207,6 +207,9 @@ struct config {
 	int64_t max_csr;		/* bytes, default 8192 */
 	int64_t ocsp_cert_days;		/* delegated OCSP signer, default 30 */
 	int64_t ocsp_max_age_s;		/* response validity and cache, default 300 */
+	char *ca_tcti;			/* optional: the TPM holding a CA key made by
+					   "ca init --keystore tpm2"; unset: the
+					   tpm2 provider's default */
 	/* [authz] */
 	int authz_cache;		/* keep devices in memory, default yes */
 	int64_t authz_ttl_s;		/* how long callers may cache a decision, default 30 */
@@ -334,5 +337,23 @@ void spake2p_free(struct spake2p *s);
 /* For test vectors only: fixes the ephemeral scalar (x for the prover, y for
  * the verifier, in [1, p-1]) before spake2p_prover_start/_verifier_respond. */
 int spake2p_set_ephemeral(struct spake2p *s, const uint8_t scalar[SPAKE2P_SCALAR_LEN]);
+
+/* ---------------------------------------------------------------------
+ * Keys in a TPM 2.0 through OpenSSL's tpm2 provider (common/tpm2.c).
+ */
+struct tpm2_prov;
+#define TPM2_PROPQ "provider=tpm2"
+/* A preference for signing: OpenSSL 3.0 may otherwise try the default
+ * provider's ECDSA first and fail to export the key to it. */
+#define TPM2_SIGN_PROPQ "?provider=tpm2"
+/* The provider (and the default one, for encoders and hashing) in a library
+ * context of their own, talking to the TPM at tcti (NULL: the provider's
+ * default, which TPM2OPENSSL_TCTI may set), after checking that the TPM
+ * answers. ERR_CONFIG: bad TCTI string; ERR_UNAVAILABLE: no TPM there. */
+int tpm2_prov_open(const char *tcti, struct tpm2_prov **out);
+void tpm2_prov_free(struct tpm2_prov *t);
+OSSL_LIB_CTX *tpm2_prov_libctx(const struct tpm2_prov *t);
+/* A new P-256 key made inside the TPM. */
+int tpm2_prov_keygen(struct tpm2_prov *t, EVP_PKEY **key);
 
 #endif

@@ -60,6 +60,7 @@ static const struct key_def keytab[] = {
 	{ "ca", "max_csr", K_INT, O(max_csr), 256, 65536, "8192" },
 	{ "ca", "ocsp_cert_days", K_INT, O(ocsp_cert_days), 1, 3650, "30" },
 	{ "ca", "ocsp_max_age_s", K_INT, O(ocsp_max_age_s), 0, 86400, "300" },
+	{ "ca", "tcti", K_STR, O(ca_tcti), 1, 255, NULL },
 	{ "authz", "cache", K_BOOL, O(authz_cache), 0, 1, "yes" },
 	{ "authz", "ttl_s", K_INT, O(authz_ttl_s), 0, 86400, "30" },
 	{ "authz", "batch_max", K_INT, O(authz_batch_max), 1, 1000, "100" },

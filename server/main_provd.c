@@ -34,6 +34,7 @@ usage(FILE *f)
 	    "  run                          run the daemon in the foreground\n"
 	    "  migrate                      apply database migrations\n"
 	    "  ca init [--cn NAME] [--org ORG] [--two-tier [--root-key-out FILE]] [--days N] [--force]\n"
+	    "          [--keystore file|tpm2 [--tcti TCTI]]\n"
 	    "  ca init --import-cert FILE --import-key FILE [--force]\n"
 	    "  ca ocsp-cert [--days N]      new OCSP responder key and certificate\n"
 	    "  token add --role operator|security|authorizer|admin [--name NAME]\n"
@@ -105,12 +106,12 @@ cmd_migrate(const struct config *cfg)
 
 /* The OCSP responder's key and certificate, issued by the CA in ca_dir. */
 static int
-make_ocsp_cert(const struct config *cfg, int days)
+make_ocsp_cert(const struct config *cfg, const char *tcti, int days)
 {
 	char err[512], na[32];
 	int64_t not_after = 0;
 
-	if (ca_ocsp_cert_make(cfg->ca_dir, days, &not_after, err, sizeof(err)) != 0) {
+	if (ca_ocsp_cert_make(cfg->ca_dir, tcti, days, &not_after, err, sizeof(err)) != 0) {
 		fprintf(stderr, "provd: OCSP responder certificate: %s\n", err);
 		return 1;
 	}
@@ -146,7 +147,7 @@ cmd_ca_ocsp(const struct config *cfg, int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (make_ocsp_cert(cfg, (int)days) != 0)
+	if (make_ocsp_cert(cfg, cfg->ca_tcti, (int)days) != 0)
 		return 1;
 	printf("a running provd takes it up within 10 seconds (checked as OCSP requests arrive)\n");
 	return 0;
@@ -164,9 +165,11 @@ cmd_ca(const struct config *cfg, int argc, char **argv)
 		{ "import-key", required_argument, NULL, 'K' },
 		{ "force", no_argument, NULL, 'F' },
 		{ "root-key-out", required_argument, NULL, 'R' },
+		{ "keystore", required_argument, NULL, 'S' },
+		{ "tcti", required_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct ca_init_opts o = { .dir = cfg->ca_dir, .days = 3650 };
+	struct ca_init_opts o = { .dir = cfg->ca_dir, .days = 3650, .tcti = cfg->ca_tcti };
 	char err[512];
 	int c;
 	int64_t days;
@@ -196,6 +199,8 @@ cmd_ca(const struct config *cfg, int argc, char **argv)
 		case 'K': o.import_key = optarg; break;
 		case 'F': o.force = 1; break;
 		case 'R': o.root_key_out = optarg; break;
+		case 'S': o.keystore = optarg; break;
+		case 't': o.tcti = optarg; break;
 		default: usage(stderr); return 2;
 		}
 	}
@@ -213,7 +218,7 @@ cmd_ca(const struct config *cfg, int argc, char **argv)
 	}
 	printf("CA ready in %s (chain.pem is what devices receive)\n", cfg->ca_dir);
 	/* the responder certificate needs the CA key, which provd run never reads */
-	if (make_ocsp_cert(cfg, (int)cfg->ocsp_cert_days) != 0) {
+	if (make_ocsp_cert(cfg, o.tcti, (int)cfg->ocsp_cert_days) != 0) {
 		fprintf(stderr, "provd: the CA is ready; make the OCSP responder certificate "
 		    "with \"provd ca ocsp-cert\"\n");
 		return 1;

@@ -536,6 +536,9 @@ fail:
 	if (r != ERR_INVALID && r != ERR_BAD_MAC && r != ERR_BAD_CSR &&
 	    r != ERR_KEY_POLICY && r != ERR_TOO_BIG && r != ERR_FORBIDDEN)
 		log_warnx("issuance failed: %s", provd_strerror(r));
+	if (r == ERR_UNAVAILABLE && why[0] == '\0')
+		snprintf(why, sizeof(why), "The CA cannot sign now: the TPM or store holding its "
+		    "key does not answer (provd's log has the details); retry shortly.");
 	req_reply_error(rq, r, why[0] ? why : NULL);
 }
 
