@@ -122,7 +122,7 @@ ca_fix_setup(struct ca_fix *c, int two_tier)
 	o.dir = c->dir;
 	if (ca_init(&o, err, sizeof(err)) != 0)
 		fail_msg("ca_init: %s", err);
-	if (ca_ocsp_cert_make(c->dir, 30, NULL, err, sizeof(err)) != 0)
+	if (ca_ocsp_cert_make(c->dir, NULL, 30, NULL, err, sizeof(err)) != 0)
 		fail_msg("ca_ocsp_cert_make: %s", err);
 	c->cfg = cfg_write_load(c->base, "provd", 1, NULL, path, sizeof(path));
 	assert_int_equal(ca_key_load(c->cfg, &c->key), 0);
@@ -430,21 +430,21 @@ test_cert_make(void **state)
 	(void)state;
 
 	/* no CA yet */
-	assert_int_equal(ca_ocsp_cert_make(dir, 30, NULL, err, sizeof(err)), ERR_NOT_FOUND);
+	assert_int_equal(ca_ocsp_cert_make(dir, NULL, 30, NULL, err, sizeof(err)), ERR_NOT_FOUND);
 	assert_non_null(strstr(err, "provd ca init"));
-	assert_int_equal(ca_ocsp_cert_make(NULL, 30, NULL, err, sizeof(err)), ERR_INVALID);
-	assert_int_equal(ca_ocsp_cert_make("", 30, NULL, err, sizeof(err)), ERR_INVALID);
+	assert_int_equal(ca_ocsp_cert_make(NULL, NULL, 30, NULL, err, sizeof(err)), ERR_INVALID);
+	assert_int_equal(ca_ocsp_cert_make("", NULL, 30, NULL, err, sizeof(err)), ERR_INVALID);
 
 	assert_int_equal(ca_init(&o, err, sizeof(err)), 0);
 	/* days out of range */
-	assert_int_equal(ca_ocsp_cert_make(dir, 0, NULL, err, sizeof(err)), ERR_INVALID);
-	assert_int_equal(ca_ocsp_cert_make(dir, CA_OCSP_DAYS_MAX + 1, NULL, err, sizeof(err)),
+	assert_int_equal(ca_ocsp_cert_make(dir, NULL, 0, NULL, err, sizeof(err)), ERR_INVALID);
+	assert_int_equal(ca_ocsp_cert_make(dir, NULL, CA_OCSP_DAYS_MAX + 1, NULL, err, sizeof(err)),
 	    ERR_INVALID);
 	assert_int_equal(ca_ocsp_responder_load(dir, &rs), ERR_NOT_FOUND);
 	assert_null(rs);
 
 	/* never past the CA (10 days), whatever was asked */
-	assert_int_equal(ca_ocsp_cert_make(dir, 30, &na, err, sizeof(err)), 0);
+	assert_int_equal(ca_ocsp_cert_make(dir, NULL, 30, &na, err, sizeof(err)), 0);
 	ca = read_pem_cert(pjoin(dir, "ca.crt"));
 	x = read_pem_cert(pjoin(dir, "ocsp.crt"));
 	assert_int_equal(na, unix_of(X509_get0_notAfter(ca)));
@@ -461,7 +461,7 @@ test_cert_make(void **state)
 	/* a renewal replaces both files */
 	assert_int_equal(file_read_all(pjoin(dir, "ocsp.key"), 1 << 16, &k1, NULL), 0);
 	assert_int_equal(file_read_all(pjoin(dir, "ocsp.crt"), 1 << 16, &c1, NULL), 0);
-	assert_int_equal(ca_ocsp_cert_make(dir, 1, &na, err, sizeof(err)), 0);
+	assert_int_equal(ca_ocsp_cert_make(dir, NULL, 1, &na, err, sizeof(err)), 0);
 	assert_true(na <= (int64_t)time(NULL) + 86400 && na > (int64_t)time(NULL) + 86300);
 	assert_int_equal(file_read_all(pjoin(dir, "ocsp.key"), 1 << 16, &k2, NULL), 0);
 	assert_int_equal(file_read_all(pjoin(dir, "ocsp.crt"), 1 << 16, &c2, NULL), 0);
@@ -476,7 +476,7 @@ test_cert_make(void **state)
 	o.common_name = "A Root CA whose name is already sixty-one bytes long, or so..";
 	o.force = 1;
 	assert_int_equal(ca_init(&o, err, sizeof(err)), 0);
-	assert_int_equal(ca_ocsp_cert_make(dir, 30, NULL, err, sizeof(err)), 0);
+	assert_int_equal(ca_ocsp_cert_make(dir, NULL, 30, NULL, err, sizeof(err)), 0);
 	text = cert_text(pjoin(dir, "ocsp.crt"));
 	assert_contains(text, "Subject: CN = OCSP Responder\n");
 	free(text);
@@ -484,7 +484,7 @@ test_cert_make(void **state)
 	/* ca.key that does not match ca.crt */
 	X509_free(ca);
 	write_bytes(pjoin(dir, "ca.key"), "not a key", 9);
-	assert_int_not_equal(ca_ocsp_cert_make(dir, 30, NULL, err, sizeof(err)), 0);
+	assert_int_not_equal(ca_ocsp_cert_make(dir, NULL, 30, NULL, err, sizeof(err)), 0);
 	assert_non_null(strstr(err, "ca.key"));
 	tmpdir_rm(base);
 }
@@ -519,7 +519,7 @@ test_cert_imported_ca(void **state)
 	o.import_cert = pjoin(base, "imp.crt");
 	o.import_key = pjoin(base, "imp.key");
 	assert_int_equal(ca_init(&o, err, sizeof(err)), 0);
-	assert_int_equal(ca_ocsp_cert_make(dir, 30, NULL, err, sizeof(err)), 0);
+	assert_int_equal(ca_ocsp_cert_make(dir, NULL, 30, NULL, err, sizeof(err)), 0);
 	ca = read_pem_cert(pjoin(dir, "ca.crt"));
 	x = read_pem_cert(pjoin(dir, "ocsp.crt"));
 	assert_null(X509_get0_subject_key_id(ca));
