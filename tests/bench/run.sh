@@ -46,6 +46,8 @@ conninfo="host=127.0.0.1 port=$PGPORT dbname=provd user=postgres password=$(cat 
 
 "$top/build/tests/bench/bench_issue" --url "$URL" --token-file "$B/token" \
     --conninfo "$conninfo" --clients 16 --seconds "${BENCH_SECONDS:-10}"
+# the same with the CA key in a TPM (swtpm)
+. "$top/tests/bench/bench_ca_tpm.sh"
 
 # CPU time (ms) used so far by the processes named: utime + stime
 cpu_ms() {
