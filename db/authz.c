@@ -195,6 +195,7 @@ db_authz_policy_free(struct db_authz_policy *p)
 	free(p->resources);
 	free(p->groups);
 	free(p->users);
+	free(p->devices);
 	free(p->rules);
 	free(p->user_groups);
 	memset(p, 0, sizeof(*p));
@@ -342,6 +343,8 @@ db_authz_policy(struct db *db, struct db_authz_policy *out)
 	    &out->ngroups)) != 0 ||
 	    (r = load_named(c, "select id, name from users order by id", &out->users,
 	    &out->nusers)) != 0 ||
+	    (r = load_named(c, "select id, mac::text from devices where id in (select device_id "
+	    "from access_rules) order by id", &out->devices, &out->ndevices)) != 0 ||
 	    (r = load_rules(c, out)) != 0 || (r = load_user_groups(c, out)) != 0)
 		goto out;
 	if ((res = db_exec(c, "commit", 0, NULL, NULL, NULL, 0, &r)) != NULL)

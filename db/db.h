@@ -339,6 +339,8 @@ struct db_authz_policy {
 	int64_t version;
 	struct db_named *resources, *groups, *users;
 	size_t nresources, ngroups, nusers;
+	struct db_named *devices;	/* those named by rules: id, address */
+	size_t ndevices;
 	struct db_authz_rule *rules;
 	size_t nrules;
 	int64_t (*user_groups)[2];	/* (user id, group id) */

@@ -9,7 +9,13 @@ PKGS="build-essential pkg-config clang libclang-rt-14-dev
  libldap-dev slapd ldap-utils
  swtpm swtpm-tools tpm2-openssl tpm2-tools
  iproute2 procps curl ca-certificates jq nginx-light wrk
- libsystemd-dev libbluetooth-dev python3-dbusmock dbus"
+ libsystemd-dev libbluetooth-dev python3-dbusmock dbus
+ freeradius freeradius-rest eapoltest
+ chromium nodejs"
+# npm, for the browser tests' node modules: Debian's, unless the installed
+# nodejs package brings its own (NodeSource's provides npm and conflicts
+# with Debian's)
+dpkg-query -W -f '${Provides}\n' nodejs 2>/dev/null | grep -qw npm || PKGS="$PKGS npm"
 
 missing=""
 for p in $PKGS; do

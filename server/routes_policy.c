@@ -420,7 +420,8 @@ route_policy_get(struct server *s, struct req *rq)
 			if (ru->resource_id != p.resources[i].id)
 				continue;
 			if (ru->subject == DB_SUBJ_DEVICE)
-				subj = json_pack("{s:I}", "device_id", (json_int_t)ru->subject_id);
+				subj = json_pack("{s:s?,s:I}", "device", named(p.devices, p.ndevices,
+				    ru->subject_id), "device_id", (json_int_t)ru->subject_id);
 			else if (ru->subject == DB_SUBJ_USER)
 				subj = json_pack("{s:s?}", "user", named(p.users, p.nusers, ru->subject_id));
 			else

@@ -125,7 +125,7 @@ async function renderDevice(root, mac) {
 
   // --- actions ---------------------------------------------------------
   const actions = [];
-  if (can("revoke") && cert) {
+  if (can("revoke") && cert && cert.status === "active") {
     const b = h("button", { type: "button", class: "danger" }, "Revoke…");
     b.addEventListener("click", async () => {
       const reason = select(REASONS, "unspecified");
@@ -155,7 +155,7 @@ async function renderDevice(root, mac) {
     );
     actions.push(r);
   }
-  if (can("revoke") && !cert && onHold) {
+  if (can("revoke") && onHold && !(cert && cert.status === "active")) {
     const u = h("button", { type: "button" }, "Release the hold");
     u.addEventListener("click", () =>
       busy(u, async () => {

@@ -175,7 +175,7 @@ export async function render(root) {
       const q = { device: { mac: tMac.value.trim() }, resource: tRes.value.trim() };
       if (tAction.value.trim()) q.action = tAction.value.trim();
       const r = await api("POST", "/v1/authorize/try", q);
-      out.textContent = (r.decision === "allow" ? "Allow: " : "Deny: ") + r.reason + ".";
+      out.textContent = (r.decision === "allow" ? "Allow: " : "Deny: ") + r.reason;
       out.className = "result " + r.decision;
     });
   });
