@@ -30,6 +30,7 @@ const struct route routes_table[] = {
 	{ "GET", "/v1/intake/enrollments/{}", route_intake_get, ROLES_READ, 0 },
 	{ "POST", "/v1/authorize", route_authorize, ROLES_AUTHORIZE, 1 },
 	{ "POST", "/v1/authorize/batch", route_authorize_batch, ROLES_AUTHORIZE, 1 },
+	{ "POST", "/v1/authorize/radius", route_authorize_radius, ROLES_AUTHORIZE, 1 },
 	{ "GET", "/v1/policy", route_policy_get, ROLES_READ | ROLES_POLICY, 0 },
 	{ "POST", "/v1/resources", route_resource_add, ROLES_POLICY, 1 },
 	{ "DELETE", "/v1/resources/{}", route_resource_delete, ROLES_POLICY, 0 },

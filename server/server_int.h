@@ -238,6 +238,7 @@ void route_intake_enroll(struct server *s, struct req *rq);
 void route_intake_get(struct server *s, struct req *rq);
 void route_authorize(struct server *s, struct req *rq);
 void route_authorize_batch(struct server *s, struct req *rq);
+void route_authorize_radius(struct server *s, struct req *rq);
 void route_policy_get(struct server *s, struct req *rq);
 void route_resource_add(struct server *s, struct req *rq);
 void route_resource_delete(struct server *s, struct req *rq);
