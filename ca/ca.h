@@ -44,6 +44,9 @@ struct ca_init_opts {
 					   key made in a TPM and never out of it */
 	const char *tcti;		/* tpm2: the TPM; NULL: the provider's
 					   default */
+	const char *external_chain;	/* [ca] mode = cmp: the external CA's
+					   chain (PEM, issuing CA first, up to
+					   the root); no key is made or kept */
 };
 
 /* Creates or imports a CA into o->dir. Refuses to overwrite unless o->force.
@@ -157,6 +160,16 @@ int ca_signer_main(int fd, const struct config *cfg);
 void ca_fingerprint(const uint8_t *der, size_t derlen, uint8_t out[32]);
 /* Serial of a DER certificate as 32 lowercase hex digits. */
 int ca_cert_serial_hex(const uint8_t *der, size_t derlen, char out[CA_SERIAL_HEX]);
+/* The subject (one line) and validity of dir/ca.crt; on failure subject
+ * says why. */
+int ca_chain_validity(const char *dir, char *subject, size_t len, int64_t *not_before,
+    int64_t *not_after);
+/* Whether dir/ca.key can be used (loading it, in the TPM at tcti when it is
+ * a TPM key, and matching ca.crt); out says where it is or what is wrong. */
+int ca_key_status(const char *dir, const char *tcti, char *out, size_t len);
+/* notBefore and notAfter of a DER certificate, Unix seconds. */
+int ca_cert_validity(const uint8_t *der, size_t derlen, int64_t *not_before,
+    int64_t *not_after);
 /* DER to PEM text (new NUL-terminated buffer, free()). */
 int ca_der_to_pem(const char *label, const uint8_t *der, size_t derlen, char **pem);
 
@@ -293,5 +306,25 @@ int ca_ocsp_error_response(enum ca_ocsp_resp_status status, uint8_t **der, size_
 int ca_ocsp_answer(const struct ca_ocsp_responder *r, const uint8_t *in, size_t inlen,
     int64_t now, int64_t max_age_s, ca_ocsp_lookup_fn *lookup, void *arg,
     uint8_t **der, size_t *len, enum ca_ocsp_resp_status *status);
+
+/* ---------------------------------------------------------------------
+ * An external CA over CMP ([ca] mode = cmp; ca/ca_cmp.c).
+ */
+struct ca_cmp;
+/* Reads the CMP settings of cfg (credentials, trust); nothing is sent. */
+int ca_cmp_open(const struct config *cfg, struct ca_cmp **out);
+void ca_cmp_close(struct ca_cmp *c);
+const char *ca_cmp_url(const struct ca_cmp *c);
+/* A p10cr with the DER CSR; the certificate (DER, malloc) is accepted only
+ * when it carries the CSR's key and names mac. ERR_UNAVAILABLE: the CA was
+ * not reached after the retries; ERR_SIGNER: it refused, or answered with
+ * a wrong certificate (rejected in the certConf); why says which. */
+int ca_cmp_enroll(struct ca_cmp *c, const uint8_t *csr, size_t csrlen,
+    const uint8_t mac[MAC_LEN], uint8_t **der, size_t *derlen, char *why, size_t whylen);
+/* An rr for the DER certificate with a CRL reason code. */
+int ca_cmp_revoke(struct ca_cmp *c, const uint8_t *cert_der, size_t len, int reason,
+    char *why, size_t whylen);
+/* A general message round trip: does the CA answer? */
+int ca_cmp_ping(struct ca_cmp *c, char *why, size_t whylen);
 
 #endif

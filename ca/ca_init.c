@@ -299,11 +299,11 @@ read_private_key(const char *path, EVP_PKEY **out, char *err, size_t errlen)
  * self-signed root. Checks the key matches, it is a CA allowed to sign
  * certificates and CRLs, and each link of the chain.
  */
+static int check_chain(X509 **certs, int n, char *err, size_t errlen);
+
 static int
 check_import(X509 **certs, int n, EVP_PKEY *key, char *err, size_t errlen)
 {
-	uint32_t ku;
-	int64_t na;
 	char why[160];
 
 	if (X509_check_private_key(certs[0], key) != 1) {
@@ -315,6 +315,17 @@ check_import(X509 **certs, int n, EVP_PKEY *key, char *err, size_t errlen)
 		msg_set(err, errlen, "%s", why);
 		return ERR_KEY_POLICY;
 	}
+	return check_chain(certs, n, err, errlen);
+}
+
+/* certs[0] a CA allowed to sign certificates and CRLs, not expired, issued
+ * by certs[1] and so on up to a self-signed root. */
+static int
+check_chain(X509 **certs, int n, char *err, size_t errlen)
+{
+	uint32_t ku;
+	int64_t na;
+
 	if (X509_check_ca(certs[0]) != 1) {
 		msg_set(err, errlen, "the certificate is not a CA certificate "
 		    "(basicConstraints CA:TRUE is required)");
@@ -378,6 +389,12 @@ ca_init(const struct ca_init_opts *o, char *err, size_t errlen)
 		msg_set(err, errlen, "an imported CA cannot be combined with two-tier creation");
 		return ERR_INVALID;
 	}
+	if (o->external_chain != NULL && (o->import_cert != NULL || o->two_tier ||
+	    o->keystore != NULL)) {
+		msg_set(err, errlen, "an external CA's chain goes alone: no import, two tiers or "
+		    "keystore (the external CA keeps its key)");
+		return ERR_INVALID;
+	}
 	if (o->keystore != NULL && strcmp(o->keystore, "file") != 0 &&
 	    strcmp(o->keystore, "tpm2") != 0) {
 		msg_set(err, errlen, "the keystore is \"file\" or \"tpm2\"");
@@ -415,15 +432,19 @@ ca_init(const struct ca_init_opts *o, char *err, size_t errlen)
 	}
 	if ((r = make_dir(o->dir, err, errlen)) != 0)
 		return r;
-	if (lstat(path, &st) == 0) {
-		if (!o->force) {
-			msg_set(err, errlen, "%s already exists; refusing to overwrite the CA "
-			    "without force", path);
-			return ERR_CONFLICT;
+	/* ca.key, or chain.pem alone (an external CA's): a CA is there */
+	for (int i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/%s", o->dir, i == 0 ? "ca.key" : "chain.pem");
+		if (lstat(path, &st) == 0) {
+			if (!o->force) {
+				msg_set(err, errlen, "%s already exists; refusing to overwrite the "
+				    "CA without force", path);
+				return ERR_CONFLICT;
+			}
+		} else if (errno != ENOENT) {
+			msg_set(err, errlen, "cannot check %s: %s", path, strerror(errno));
+			return ERR_IO;
 		}
-	} else if (errno != ENOENT) {
-		msg_set(err, errlen, "cannot check %s: %s", path, strerror(errno));
-		return ERR_IO;
 	}
 
 	if (o->keystore != NULL && strcmp(o->keystore, "tpm2") == 0 &&
@@ -432,7 +453,11 @@ ca_init(const struct ca_init_opts *o, char *err, size_t errlen)
 		    o->tcti != NULL ? o->tcti : "default", provd_strerror(r));
 		goto out;
 	}
-	if (o->import_cert != NULL) {
+	if (o->external_chain != NULL) {
+		if ((r = read_cert_chain(o->external_chain, certs, &n, err, errlen)) != 0 ||
+		    (r = check_chain(certs, n, err, errlen)) != 0)
+			goto out;
+	} else if (o->import_cert != NULL) {
 		if ((r = read_cert_chain(o->import_cert, certs, &n, err, errlen)) != 0 ||
 		    (r = read_private_key(o->import_key, &ca_key, err, errlen)) != 0 ||
 		    (r = check_import(certs, n, ca_key, err, errlen)) != 0)
@@ -502,9 +527,11 @@ ca_init(const struct ca_init_opts *o, char *err, size_t errlen)
 	if ((r = write_file(o->dir, "root.crt", pem_root, len_root, 0644, err, errlen)) != 0 ||
 	    (r = write_file(o->dir, "chain.pem", pem_chain, len_chain, 0644, err, errlen)) != 0 ||
 	    (r = write_file(o->dir, "ca.crt", pem_ca, len_ca, 0644, err, errlen)) != 0 ||
-	    (r = write_key(o->dir, "ca.key", ca_key, tpm, "CA key", err, errlen)) != 0)
+	    (ca_key != NULL &&
+	    (r = write_key(o->dir, "ca.key", ca_key, tpm, "CA key", err, errlen)) != 0))
 		goto out;
-	log_info("CA in %s: %s%s%s", o->dir, o->import_cert != NULL ? "imported" : "created",
+	log_info("CA in %s: %s%s%s", o->dir, o->external_chain != NULL ? "an external CA's chain" :
+	    o->import_cert != NULL ? "imported" : "created",
 	    o->two_tier ? " (root and issuing CA)" : "",
 	    tpm != NULL ? ", the signing key in the TPM" : "");
 	msg_set(err, errlen, "ok");

@@ -57,6 +57,24 @@ out:
 	return r;
 }
 
+int
+ca_cert_validity(const uint8_t *der, size_t derlen, int64_t *not_before, int64_t *not_after)
+{
+	const unsigned char *p = der;
+	X509 *x;
+	int r = ERR_INVALID;
+
+	if (der == NULL || derlen == 0 || derlen > LONG_MAX)
+		return ERR_INVALID;
+	if ((x = d2i_X509(NULL, &p, (long)derlen)) != NULL && p == der + derlen &&
+	    ca_asn1_time_to_unix(X509_get0_notBefore(x), not_before) == 0 &&
+	    ca_asn1_time_to_unix(X509_get0_notAfter(x), not_after) == 0)
+		r = 0;
+	ERR_clear_error();
+	X509_free(x);
+	return r;
+}
+
 /* A PEM label: 1..PEM_LABEL_MAX of A-Z, 0-9 and single spaces inside. */
 static int
 label_ok(const char *s)
@@ -235,4 +253,59 @@ ca_sign_init(EVP_MD_CTX *ctx, EVP_PKEY *key, const struct tpm2_prov *tpm)
 		return ERR_CRYPTO;
 	}
 	return 0;
+}
+
+int
+ca_chain_validity(const char *dir, char *subject, size_t len, int64_t *not_before,
+    int64_t *not_after)
+{
+	char path[PATH_MAX];
+	X509 *x = NULL;
+	int r;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/ca.crt", dir) >= sizeof(path))
+		return ERR_INVALID;
+	if ((r = ca_read_cert_file(path, &x)) != 0) {
+		msg_set(subject, len, "no CA certificate in %s: run \"provd ca init\"", path);
+		return r;
+	}
+	X509_NAME_oneline(X509_get_subject_name(x), subject, (int)len);
+	r = ca_asn1_time_to_unix(X509_get0_notBefore(x), not_before) == 0 &&
+	    ca_asn1_time_to_unix(X509_get0_notAfter(x), not_after) == 0 ? 0 : ERR_INVALID;
+	X509_free(x);
+	return r;
+}
+
+int
+ca_key_status(const char *dir, const char *tcti, char *out, size_t len)
+{
+	char path[PATH_MAX];
+	struct tpm2_prov *tpm = NULL;
+	EVP_PKEY *key = NULL;
+	X509 *x = NULL;
+	int r;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/ca.key", dir) >= sizeof(path))
+		return ERR_INVALID;
+	if ((r = ca_load_key(path, tcti, &key, &tpm)) != 0) {
+		msg_set(out, len, r == ERR_UNAVAILABLE ? "the key is in a TPM that does not "
+		    "answer (TCTI %s)" : "the key %s cannot be loaded: %s",
+		    r == ERR_UNAVAILABLE ? (tcti != NULL ? tcti : "default") : path,
+		    provd_strerror(r));
+		return r;
+	}
+	snprintf(path, sizeof(path), "%s/ca.crt", dir);
+	if ((r = ca_read_cert_file(path, &x)) == 0 && X509_check_private_key(x, key) != 1) {
+		msg_set(out, len, "the key does not match ca.crt");
+		r = ERR_INVALID;
+	} else if (r == 0) {
+		msg_set(out, len, tpm != NULL ? "the key is in the TPM (TCTI %s), which answers "
+		    "and loads it" : "the key is in %s/ca.key", tpm != NULL ?
+		    (tcti != NULL ? tcti : "default") : dir);
+	}
+	ERR_clear_error();
+	X509_free(x);
+	EVP_PKEY_free(key);
+	tpm2_prov_free(tpm);
+	return r;
 }

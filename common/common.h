@@ -210,6 +210,15 @@ struct config {
 	char *ca_tcti;			/* optional: the TPM holding a CA key made by
 					   "ca init --keystore tpm2"; unset: the
 					   tpm2 provider's default */
+	char *ca_mode;			/* "builtin" (default) or "cmp": an external
+					   CA over CMP (ca/ca_cmp.c) */
+	char *cmp_url;			/* http://HOST:PORT/PATH of the CMP server */
+	char *cmp_ref;			/* reference (senderKID) for the secret */
+	char *cmp_secret_file;		/* shared secret (PBM protection), or */
+	char *cmp_cert, *cmp_key;	/* a client certificate and key */
+	char *cmp_trusted;		/* PEM: who may sign the CA's answers */
+	int64_t cmp_timeout_s;		/* one transaction, default 10 */
+	int64_t cmp_retries;		/* when the CA cannot be reached, default 3 */
 	/* [authz] */
 	int authz_cache;		/* keep devices in memory, default yes */
 	int64_t authz_ttl_s;		/* how long callers may cache a decision, default 30 */
@@ -337,6 +346,11 @@ void spake2p_free(struct spake2p *s);
 /* For test vectors only: fixes the ephemeral scalar (x for the prover, y for
  * the verifier, in [1, p-1]) before spake2p_prover_start/_verifier_respond. */
 int spake2p_set_ephemeral(struct spake2p *s, const uint8_t scalar[SPAKE2P_SCALAR_LEN]);
+
+/* The device identifier of a certificate (common/devid.c): the address in
+ * its subjectAltName URI "urn:dev:mac:HEX" and/or subject serialNumber.
+ * ERR_INVALID when there is none, two that differ, or a malformed one. */
+int cert_device_addr(X509 *cert, uint8_t addr[MAC_LEN]);
 
 /* ---------------------------------------------------------------------
  * Keys in a TPM 2.0 through OpenSSL's tpm2 provider (common/tpm2.c).

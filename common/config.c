@@ -61,6 +61,15 @@ static const struct key_def keytab[] = {
 	{ "ca", "ocsp_cert_days", K_INT, O(ocsp_cert_days), 1, 3650, "30" },
 	{ "ca", "ocsp_max_age_s", K_INT, O(ocsp_max_age_s), 0, 86400, "300" },
 	{ "ca", "tcti", K_STR, O(ca_tcti), 1, 255, NULL },
+	{ "ca", "mode", K_STR, O(ca_mode), 1, 16, "builtin" },
+	{ "ca", "cmp_url", K_STR, O(cmp_url), 1, 1024, NULL },
+	{ "ca", "cmp_ref", K_STR, O(cmp_ref), 1, 128, NULL },
+	{ "ca", "cmp_secret_file", K_STR, O(cmp_secret_file), 1, PATH_MAX, NULL },
+	{ "ca", "cmp_cert", K_STR, O(cmp_cert), 1, PATH_MAX, NULL },
+	{ "ca", "cmp_key", K_STR, O(cmp_key), 1, PATH_MAX, NULL },
+	{ "ca", "cmp_trusted", K_STR, O(cmp_trusted), 1, PATH_MAX, NULL },
+	{ "ca", "cmp_timeout_s", K_INT, O(cmp_timeout_s), 1, 300, "10" },
+	{ "ca", "cmp_retries", K_INT, O(cmp_retries), 0, 10, "3" },
 	{ "authz", "cache", K_BOOL, O(authz_cache), 0, 1, "yes" },
 	{ "authz", "ttl_s", K_INT, O(authz_ttl_s), 0, 86400, "30" },
 	{ "authz", "batch_max", K_INT, O(authz_batch_max), 1, 1000, "100" },
@@ -247,6 +256,34 @@ check_consistency(const struct config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "radio.keygen: \"%.16s\" is not auto, device or server",
 		    cfg->radio_keygen);
 		return ERR_CONFIG;
+	}
+	if (strcmp(cfg->ca_mode, "builtin") != 0 && strcmp(cfg->ca_mode, "cmp") != 0) {
+		snprintf(err, errlen, "ca.mode: \"%.16s\" is not builtin or cmp", cfg->ca_mode);
+		return ERR_CONFIG;
+	}
+	if (strcmp(cfg->ca_mode, "cmp") == 0) {
+		if (cfg->cmp_url == NULL) {
+			snprintf(err, errlen, "ca.mode cmp needs ca.cmp_url");
+			return ERR_CONFIG;
+		}
+		if ((cfg->cmp_secret_file != NULL) == (cfg->cmp_cert != NULL)) {
+			snprintf(err, errlen, "ca.mode cmp needs one of ca.cmp_secret_file (with "
+			    "ca.cmp_ref) or ca.cmp_cert (with ca.cmp_key)");
+			return ERR_CONFIG;
+		}
+		if (cfg->cmp_secret_file != NULL && cfg->cmp_ref == NULL) {
+			snprintf(err, errlen, "ca.cmp_secret_file needs ca.cmp_ref");
+			return ERR_CONFIG;
+		}
+		if ((cfg->cmp_cert != NULL) != (cfg->cmp_key != NULL)) {
+			snprintf(err, errlen, "ca.cmp_cert and ca.cmp_key go together");
+			return ERR_CONFIG;
+		}
+		if (cfg->cmp_cert != NULL && cfg->cmp_trusted == NULL) {
+			snprintf(err, errlen, "ca.cmp_cert needs ca.cmp_trusted (who signs the "
+			    "CA's answers)");
+			return ERR_CONFIG;
+		}
 	}
 	/* a base CRL is replaced before it expires (routes.c serves the newest) */
 	if (cfg->crl_base_interval_s > cfg->crl_next_update_s) {

@@ -880,7 +880,14 @@ server_start(const struct config *cfg, const char *self, const char *conf,
 		r = r ? r : ERR_CONFIG;
 		goto fail;
 	}
-	if ((r = ca_signer_start(self, conf, &s->signer)) != 0) {
+	if (strcmp(cfg->ca_mode, "cmp") == 0) {
+		/* an external CA: no key here, no signer process */
+		if ((r = ca_cmp_open(cfg, &s->cmp)) != 0) {
+			log_errx("cannot use the external CA: %s", provd_strerror(r));
+			goto fail;
+		}
+		log_info("certificates come from the external CA at %s (CMP)", ca_cmp_url(s->cmp));
+	} else if ((r = ca_signer_start(self, conf, &s->signer)) != 0) {
 		log_errx("cannot start the CA signer: %s", provd_strerror(r));
 		goto fail;
 	}
@@ -981,6 +988,7 @@ server_stop(struct server *s)
 	if (s->mhd != NULL)
 		MHD_stop_daemon(s->mhd);
 	ca_signer_stop(s->signer);
+	ca_cmp_close(s->cmp);
 	db_close(s->db);
 	free(s->chain_pem);
 	free(s->crl_der);

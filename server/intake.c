@@ -378,10 +378,11 @@ issue_cb(void *arg, const uint8_t mac[MAC_LEN], const uint8_t *csr, size_t csrle
 		return r;
 	}
 	r = server_sign(s, mac, spki, spkilen, j->owner, (const char *const *)j->groups,
-	    j->ngroups, NULL, 0, &der, &derlen, &j->it);
+	    j->ngroups, NULL, 0, csr, csrlen, &der, &derlen, &j->it, reason, sizeof(reason));
 	free(spki);
 	if (r != 0) {
-		msg_set(why, whylen, "the CA could not sign: %s", provd_strerror(r));
+		msg_set(why, whylen, "the CA could not sign: %s", s->cmp != NULL ? reason :
+		    provd_strerror(r));
 		return r;
 	}
 	/* on the job before it leaves provd: if the job ends without its

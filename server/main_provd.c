@@ -35,6 +35,8 @@ usage(FILE *f)
 	    "  migrate                      apply database migrations\n"
 	    "  ca init [--cn NAME] [--org ORG] [--two-tier [--root-key-out FILE]] [--days N] [--force]\n"
 	    "          [--keystore file|tpm2 [--tcti TCTI]]\n"
+	    "  ca init --chain FILE       (ca.mode cmp: the external CA's chain, no key)\n"
+	    "  ca status\n"
 	    "  ca init --import-cert FILE --import-key FILE [--force]\n"
 	    "  ca ocsp-cert [--days N]      new OCSP responder key and certificate\n"
 	    "  token add --role operator|security|authorizer|admin [--name NAME]\n"
@@ -153,6 +155,45 @@ cmd_ca_ocsp(const struct config *cfg, int argc, char **argv)
 	return 0;
 }
 
+/* provd ca status: which CA signs, and whether it can sign now. */
+static int
+cmd_ca_status(const struct config *cfg)
+{
+	char why[400], na[32];
+	struct ca_cmp *c = NULL;
+	int64_t nb = 0, not_after = 0;
+	struct timespec t0, t1;
+	int r;
+
+	if (ca_chain_validity(cfg->ca_dir, why, sizeof(why), &nb, &not_after) != 0) {
+		fprintf(stderr, "provd: %s\n", why);
+		return 1;
+	}
+	time_format_rfc3339((time_t)not_after, na, sizeof(na));
+	printf("CA certificate: %s, valid until %s\n", why, na);
+	if (strcmp(cfg->ca_mode, "cmp") != 0) {
+		r = ca_key_status(cfg->ca_dir, cfg->ca_tcti, why, sizeof(why));
+		printf("CA: built-in, %s\n", why);
+		return r == 0 ? 0 : 1;
+	}
+	if ((r = ca_cmp_open(cfg, &c)) != 0) {
+		fprintf(stderr, "provd: the external CA's settings: %s (see above)\n",
+		    provd_strerror(r));
+		return 1;
+	}
+	printf("CA: external, CMP at %s\n", ca_cmp_url(c));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	r = ca_cmp_ping(c, why, sizeof(why));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (r == 0)
+		printf("the CA answers (a general message in %.0f ms)\n",
+		    (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+	else
+		printf("the CA does not answer: %s\n", why);
+	ca_cmp_close(c);
+	return r == 0 ? 0 : 1;
+}
+
 static int
 cmd_ca(const struct config *cfg, int argc, char **argv)
 {
@@ -167,6 +208,7 @@ cmd_ca(const struct config *cfg, int argc, char **argv)
 		{ "root-key-out", required_argument, NULL, 'R' },
 		{ "keystore", required_argument, NULL, 'S' },
 		{ "tcti", required_argument, NULL, 't' },
+		{ "chain", required_argument, NULL, 'c' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ca_init_opts o = { .dir = cfg->ca_dir, .days = 3650, .tcti = cfg->ca_tcti };
@@ -176,6 +218,8 @@ cmd_ca(const struct config *cfg, int argc, char **argv)
 
 	if (argc >= 2 && strcmp(argv[1], "ocsp-cert") == 0)
 		return cmd_ca_ocsp(cfg, argc - 1, argv + 1);
+	if (argc == 2 && strcmp(argv[1], "status") == 0)
+		return cmd_ca_status(cfg);
 	if (argc < 2 || strcmp(argv[1], "init") != 0) {
 		usage(stderr);
 		return 2;
@@ -201,6 +245,7 @@ cmd_ca(const struct config *cfg, int argc, char **argv)
 		case 'R': o.root_key_out = optarg; break;
 		case 'S': o.keystore = optarg; break;
 		case 't': o.tcti = optarg; break;
+		case 'c': o.external_chain = optarg; break;
 		default: usage(stderr); return 2;
 		}
 	}
@@ -217,6 +262,10 @@ cmd_ca(const struct config *cfg, int argc, char **argv)
 		return 1;
 	}
 	printf("CA ready in %s (chain.pem is what devices receive)\n", cfg->ca_dir);
+	if (o.external_chain != NULL) {
+		printf("the external CA signs (ca.mode = cmp); provd keeps no CA key\n");
+		return 0;
+	}
 	/* the responder certificate needs the CA key, which provd run never reads */
 	if (make_ocsp_cert(cfg, o.tcti, (int)cfg->ocsp_cert_days) != 0) {
 		fprintf(stderr, "provd: the CA is ready; make the OCSP responder certificate "

@@ -541,6 +541,8 @@ route_ocsp_get(struct server *s, struct req *rq)
 	uint8_t der[B64_MAX / 4 * 3];
 	size_t len = 0;
 
+	if (server_external_ca(s, rq))
+		return;
 	while (*p == '/')
 		p++;
 	if (url_b64_decode(p, der, sizeof(der), &len) != 0) {
@@ -558,6 +560,8 @@ route_ocsp_post(struct server *s, struct req *rq)
 	const char *ct = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
 	    MHD_HTTP_HEADER_CONTENT_TYPE);
 
+	if (server_external_ca(s, rq))
+		return;
 	if (ct != NULL && (strncasecmp(ct, type, sizeof(type) - 1) != 0 ||
 	    (ct[sizeof(type) - 1] != '\0' && ct[sizeof(type) - 1] != ';'))) {
 		req_reply_error(rq, ERR_UNSUPPORTED, "The body must be application/ocsp-request.");

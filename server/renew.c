@@ -383,6 +383,12 @@ route_renew(struct server *s, struct req *rq)
 	if ((r = db_renew_info(s->db, old.serial_hex, &st, &max_days, &requested)) != 0)
 		goto fail;
 
+	if (s->cmp != NULL) {	/* the external CA decides the profile and validity */
+		if ((r = server_cmp_issue(s, old.mac, csr, csrlen, &der, &derlen, &it, why,
+		    sizeof(why))) != 0)
+			goto fail;
+		goto signed_cert;
+	}
 	int64_t days = cfg->validity_days;
 	if (max_days > 0 && max_days < days)
 		days = max_days;
@@ -405,6 +411,7 @@ route_renew(struct server *s, struct req *rq)
 	it.derlen = derlen;
 	it.not_before = ir.not_before;
 	it.not_after = ir.not_after;
+signed_cert:
 	it.actor = jsigned != NULL ? "device:signed" : "device:tls";
 	it.request_id = rq->id;
 	if ((r = ca_der_to_pem("CERTIFICATE", der, derlen, &pem)) != 0)

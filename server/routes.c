@@ -147,11 +147,13 @@ route_health(struct server *s, struct req *rq)
 {
 	int db_ok = db_ping(s->db) == 0;
 	pid_t pid = ca_signer_pid(s->signer);
-	int signer_ok = pid > 0 && kill(pid, 0) == 0;
+	/* an external CA is not asked here: "provd ca status" does that */
+	int signer_ok = s->cmp != NULL || (pid > 0 && kill(pid, 0) == 0);
 
 	req_reply_json(rq, db_ok && signer_ok ? 200 : 503,
 	    json_pack("{s:s,s:s,s:s}", "status", db_ok && signer_ok ? "ok" : "degraded",
-	    "database", db_ok ? "ok" : "unavailable", "signer", signer_ok ? "ok" : "unavailable"));
+	    "database", db_ok ? "ok" : "unavailable", "signer", s->cmp != NULL ? "external" :
+	    signer_ok ? "ok" : "unavailable"));
 }
 
 /* ---------------------------------------------------------------------
@@ -235,10 +237,46 @@ observe_issue_latency(struct server *s, uint64_t t0)
  * fingerprint, validity and certificate (*der, a new buffer) for recording.
  */
 int
+server_cmp_issue(struct server *s, const uint8_t mac[MAC_LEN], const uint8_t *csr,
+    size_t csrlen, uint8_t **der, size_t *derlen, struct db_issue *it, char *why,
+    size_t whylen)
+{
+	int r;
+
+	if ((r = ca_cmp_enroll(s->cmp, csr, csrlen, mac, der, derlen, why, whylen)) != 0) {
+		log_warnx("external CA: %s", why);
+		return r;
+	}
+	if (ca_cert_serial_hex(*der, *derlen, it->serial_hex) != 0 ||
+	    ca_cert_validity(*der, *derlen, &it->not_before, &it->not_after) != 0) {
+		msg_set(why, whylen, "the external CA's certificate cannot be recorded");
+		free(*der);
+		*der = NULL;
+		*derlen = 0;
+		return ERR_SIGNER;
+	}
+	memcpy(it->mac, mac, MAC_LEN);
+	ca_fingerprint(*der, *derlen, it->fingerprint);
+	it->der = *der;
+	it->derlen = *derlen;
+	return 0;
+}
+
+int
+server_external_ca(struct server *s, struct req *rq)
+{
+	if (s->cmp == NULL)
+		return 0;
+	req_reply_error(rq, ERR_NOT_FOUND, "This provd uses an external CA (ca.mode cmp): "
+	    "revocation status (CRLs, OCSP) and holds are that CA's.");
+	return 1;
+}
+
+int
 server_sign(struct server *s, const uint8_t mac[MAC_LEN], const uint8_t *spki, size_t spkilen,
     const char *owner, const char *const *groups, size_t ngroups,
-    const char *const *roles, size_t nroles, uint8_t **der, size_t *derlen,
-    struct db_issue *it)
+    const char *const *roles, size_t nroles, const uint8_t *csr, size_t csrlen,
+    uint8_t **der, size_t *derlen, struct db_issue *it, char *why, size_t whylen)
 {
 	const struct config *cfg = s->cfg;
 	struct ca_issue_req ir = { 0 };
@@ -251,6 +289,8 @@ server_sign(struct server *s, const uint8_t mac[MAC_LEN], const uint8_t *spki, s
 	*derlen = 0;
 	if (ngroups > OPTDATA_MAX_ITEMS || nroles > OPTDATA_MAX_ITEMS)
 		return ERR_INVALID;
+	if (s->cmp != NULL)	/* owner and groups stay provd's: the CA has its profile */
+		return server_cmp_issue(s, mac, csr, csrlen, der, derlen, it, why, whylen);
 	if (owner != NULL || ngroups > 0 || nroles > 0) {
 		od.owner = (char *)owner;
 		for (size_t i = 0; i < ngroups; i++)
@@ -510,7 +550,8 @@ route_cert_issue(struct server *s, struct req *rq)
 
 	snprintf(j->actor, sizeof(j->actor), "%s", rq->actor);
 	if ((r = server_sign(s, j->it.mac, spki, spkilen, j->owner, j->gptr, j->ngroups,
-	    j->roles, j->nroles, &j->der, &j->derlen, &j->it)) != 0)
+	    j->roles, j->nroles, (const uint8_t *)json_string_value(csr), json_string_length(csr),
+	    &j->der, &j->derlen, &j->it, why, sizeof(why))) != 0)
 		goto fail;
 	if ((r = ca_der_to_pem("CERTIFICATE", j->der, j->derlen, &j->cert_pem)) != 0)
 		goto fail;
@@ -606,6 +647,37 @@ revocation_done(struct server *s, struct req *rq, const char *serial, struct db_
 	reply_cert(rq, c);
 }
 
+/* With an external CA, the CA revokes first (rr over CMP); provd records
+ * the revocation only when the CA confirmed it. */
+static int
+cmp_revoke(struct server *s, const char *serial, int reason, char *why, size_t whylen)
+{
+	struct db_cert c = { 0 };
+	char msg[300];
+	int r;
+
+	if ((r = db_cert_by_serial(s->db, serial, &c)) != 0) {
+		msg_set(why, whylen, r == ERR_NOT_FOUND ? "No certificate has this serial number." :
+		    "");
+		return r;
+	}
+	if (c.status != DB_CERT_ACTIVE) {
+		db_cert_clear(&c);
+		msg_set(why, whylen, "The certificate is not active (already revoked or "
+		    "superseded).");
+		return ERR_CONFLICT;
+	}
+	r = ca_cmp_revoke(s->cmp, c.der, c.derlen, reason, msg, sizeof(msg));
+	db_cert_clear(&c);
+	if (r != 0) {
+		log_warnx("external CA: revoking %s: %s", serial, msg);
+		msg_set(why, whylen, "The external CA did not revoke the certificate (%s); "
+		    "nothing was changed.", msg);
+		return r == ERR_SIGNER ? ERR_CONFLICT : r;
+	}
+	return 0;
+}
+
 static void
 revoke_serial(struct server *s, struct req *rq, const char *serial)
 {
@@ -623,6 +695,10 @@ revoke_serial(struct server *s, struct req *rq, const char *serial)
 	if (jr != NULL && (!json_is_string(jr) || reason_parse(json_string_value(jr), &reason) != 0)) {
 		req_reply_error(rq, ERR_INVALID, "\"reason\" must be an RFC 5280 reason name, "
 		    "e.g. keyCompromise, affiliationChanged, superseded, cessationOfOperation.");
+		return;
+	}
+	if (s->cmp != NULL && (r = cmp_revoke(s, serial, reason, why, sizeof(why))) != 0) {
+		req_reply_error(rq, r, why[0] ? why : NULL);
 		return;
 	}
 	if ((r = db_cert_revoke(s->db, serial, reason, rq->actor, rq->id, &c)) != 0) {
@@ -644,6 +720,8 @@ unrevoke_serial(struct server *s, struct req *rq, const char *serial)
 	char buf[200];
 	int r;
 
+	if (server_external_ca(s, rq))
+		return;
 	if ((r = db_cert_unrevoke(s->db, serial, rq->actor, rq->id, &c, &why)) != 0) {
 		if (r == ERR_NOT_FOUND)
 			msg = "No certificate has this serial number.";
@@ -986,6 +1064,8 @@ route_crl(struct server *s, struct req *rq)
 	size_t len = 0;
 	int r;
 
+	if (server_external_ca(s, rq))
+		return;
 	if (crl_format(rq, &fmt) != 0)
 		return;
 	if ((r = crl_cached(s, &s->crl_mu, &s->crl_der, &s->crl_len, &s->crl_made_ns,
@@ -1004,6 +1084,8 @@ route_crl_delta(struct server *s, struct req *rq)
 	size_t len = 0;
 	int r;
 
+	if (server_external_ca(s, rq))
+		return;
 	if (crl_format(rq, &fmt) != 0)
 		return;
 	if ((r = crl_cached(s, &crl_delta.mu, &crl_delta.der, &crl_delta.len, &crl_delta.made_ns,

@@ -64,7 +64,8 @@ struct server {
 	struct MHD_Daemon *mhd;
 	struct db *db;
 	struct db_writer *writer;
-	struct ca_signer *signer;
+	struct ca_signer *signer;	/* NULL with [ca] mode = cmp */
+	struct ca_cmp *cmp;		/* [ca] mode = cmp: the external CA */
 	struct intake_mgr *intake;	/* NULL without a radio */
 	struct ocsp_responder *ocsp;	/* NULL until started (ocsp.c) */
 	struct dirsync *dirsync;	/* NULL without a directory (dirsync.c) */
@@ -166,8 +167,17 @@ int json_owner_groups(json_t *body, char **owner, char *groups[OPTDATA_MAX_ITEMS
  * der/derlen for recording. */
 int server_sign(struct server *s, const uint8_t mac[MAC_LEN], const uint8_t *spki,
     size_t spkilen, const char *owner, const char *const *groups, size_t ngroups,
-    const char *const *roles, size_t nroles, uint8_t **der, size_t *derlen,
-    struct db_issue *it);
+    const char *const *roles, size_t nroles, const uint8_t *csr, size_t csrlen,
+    uint8_t **der, size_t *derlen, struct db_issue *it, char *why, size_t whylen);
+/* With [ca] mode = cmp: the external CA issues for the CSR (PEM or DER) over
+ * CMP; it is filled from the certificate (serial, dates, fingerprint).
+ * why says what went wrong. */
+int server_cmp_issue(struct server *s, const uint8_t mac[MAC_LEN], const uint8_t *csr,
+    size_t csrlen, uint8_t **der, size_t *derlen, struct db_issue *it, char *why,
+    size_t whylen);
+/* 1 with [ca] mode = cmp; then replies 404 naming the external CA for what
+ * only a built-in CA serves (CRLs, OCSP, releasing a hold). */
+int server_external_ca(struct server *s, struct req *rq);
 
 /* Intake over the radio (intake.c): the enrollment jobs and the scanner.
  * intake_start does nothing (s->intake stays NULL) without [radio] backend. */
