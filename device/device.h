@@ -1,7 +1,8 @@
 /*
  * device: the device library a device maker links, and the reference
  * program devagent built on it — keystores (protected storage), the device
- * side of intake, and later the peer session, local policy and pairing store.
+ * side of intake, renewal, mutual authentication of two devices and the
+ * encrypted link it keys, and later local policy and the pairing store.
  */
 #ifndef PROVD_DEVICE_H
 #define PROVD_DEVICE_H
@@ -9,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include "common/common.h"
 #include "provision/provision.h"
@@ -163,5 +165,229 @@ int device_renew(struct keystore *ks, const uint8_t mac[MAC_LEN], const struct r
  * ERR_FORBIDDEN when the certificate has expired. */
 int device_renew_due(struct keystore *ks, const struct renew_opts *o, int *due,
     char *reason, size_t reasonlen);
+
+/* ---------------------------------------------------------------------
+ * The installed identity for TLS (keystore_tls.c): what an SSL_CTX needs
+ * to authenticate as this device — key, certificate and the CA chain the
+ * device received at intake — and the OpenSSL library context and property
+ * query to make the SSL_CTX in (SSL_CTX_new_ex). For "file" the key is the
+ * stored key and *libctx, *propq are NULL. For "tpm2" the key is a stand-in
+ * of a built-in provider: libssl sees an ordinary P-256 key, and each
+ * signature it asks for is made by the TPM through the keystore's provider
+ * (the private key never leaves the TPM); everything else TLS does (hashes,
+ * ciphers, key exchange) runs in OpenSSL's default provider.
+ * ERR_NOT_FOUND when nothing is installed, ERR_INVALID when the chain is
+ * empty or does not parse. The caller frees key (EVP_PKEY_free), cert
+ * (X509_free) and chain (sk_X509_pop_free), and every SSL_CTX holding the
+ * key, before keystore_close. A stand-in key signs from one thread at a
+ * time (the TPM's connection is not shared between threads).
+ */
+int keystore_tls_identity(struct keystore *ks, EVP_PKEY **key, X509 **cert,
+    STACK_OF(X509) **chain, OSSL_LIB_CTX **libctx, const char **propq);
+
+/* ---------------------------------------------------------------------
+ * A cached CRL (crl_cache.c): the enterprise CA's complete CRL kept in a
+ * file of the device's state directory, checked against the CA chain the
+ * device received at intake, refreshed from provd (GET /v1/crl) when it can
+ * be reached. Used by mutual authentication now and by disconnected access
+ * decisions later. One thread at a time: do not refresh while another
+ * thread checks.
+ */
+struct crl_cache;
+
+/* grace_s of crl_cache_check: accept a CRL past its nextUpdate for any time
+ * (a device that is rarely in reach of provd; revoked devices listed in
+ * the old CRL are still refused). */
+#define CRL_GRACE_ANY (-1)
+#define CRL_MAX_DER (16 * 1024 * 1024)	/* bytes of one CRL */
+
+/* Opens the cache kept at path (DER). A file that is missing is an empty
+ * cache; one that does not parse, is not a complete CRL, or is not signed
+ * by a CA of ca (each certificate is referenced, not copied) is logged and
+ * ignored. ERR_INVALID for an empty ca. Free with crl_cache_free. */
+int crl_cache_open(const char *path, STACK_OF(X509) *ca, struct crl_cache **out);
+void crl_cache_free(struct crl_cache *c);		/* NULL is a no-op */
+/* Fetches provd's complete CRL from url + "/v1/crl" (cacert: CA file for
+ * https, or NULL), checks it as crl_cache_open does and that it is not
+ * older (CRL number, else thisUpdate) than the cached one, and writes it
+ * atomically to the cache's file. ERR_UNAVAILABLE when provd cannot be
+ * reached, ERR_INVALID when what it sent is refused; the cached CRL stays
+ * in use either way. why gets a sentence. */
+int crl_cache_refresh(struct crl_cache *c, const char *url, const char *cacert,
+    int timeout_s, char *why, size_t whylen);
+/* The cached CRL's thisUpdate and nextUpdate (Unix seconds): ERR_NOT_FOUND
+ * when nothing is cached. */
+int crl_cache_times(const struct crl_cache *c, int64_t *this_update, int64_t *next_update);
+/* Whether cert (issued by a CA of the chain, already verified) is revoked:
+ * 0 not listed; ERR_FORBIDDEN revoked; ERR_UNAVAILABLE when revocation
+ * cannot be checked — no CRL, a CRL of another issuer, or one past its
+ * nextUpdate by more than grace_s seconds (0: not at all; CRL_GRACE_ANY).
+ * A sentence in why either way (at most whylen bytes). */
+int crl_cache_check(struct crl_cache *c, X509 *cert, int64_t grace_s, char *why,
+    size_t whylen);
+
+/* ---------------------------------------------------------------------
+ * Mutual authentication of two devices over a radio link (peer.c;
+ * DESIGN.md flow 3, docs/protocol.md "Device-to-device authentication").
+ * A TLS 1.3 handshake in which both sides present their device certificate
+ * and sign with their keystore's key; each side checks the other's chain to
+ * the CA chain it received at intake, the validity dates, the revocation
+ * (crl_cache_check) and that the certificate's device identifier (SAN
+ * urn:dev:mac:, subject serialNumber) is the link-layer address the radio
+ * reports for the peer. No PIN, password or stored per-peer secret. The
+ * accepting side confirms inside TLS that it took the handshake; then both
+ * sides export the link key and end the TLS session, and the link goes on
+ * encrypted under that key (seclink below).
+ */
+struct peer_ctx;
+
+#define PEER_LINK_KEY_LABEL "EXPORTER-provd-link-key"	/* RFC 8446 7.5 exporter label */
+#define PEER_LINK_KEY_LEN 32
+#define PEER_TIMEOUT_MS_DEFAULT 10000
+
+struct peer_params {
+	/* This device, from keystore_tls_identity (or made elsewhere). The
+	 * context takes its own references. */
+	EVP_PKEY *key;
+	X509 *cert;
+	STACK_OF(X509) *ca;		/* trust anchors: the intake chain */
+	OSSL_LIB_CTX *libctx;		/* for SSL_CTX_new_ex */
+	const char *propq;
+	/* Revocation: borrowed, must outlive the context. NULL: no CRL, and
+	 * every peer is refused (revocation cannot be checked). */
+	struct crl_cache *crl;
+	int64_t crl_grace_s;		/* see crl_cache_check; 0: a stale CRL
+					   refuses every peer */
+	int timeout_ms;			/* the whole handshake; 0: default */
+};
+
+/* The authenticated peer. cert is the peer's certificate (one reference,
+ * for the owner and groups of its optional data). */
+#define PEER_SERIAL_MAX 41
+struct peer_info {
+	uint8_t addr[MAC_LEN];		/* its device identifier = link address */
+	char serial[PEER_SERIAL_MAX];	/* certificate serial, lowercase hex, at
+					   least 32 digits (provd's: exactly) */
+	int64_t not_after;
+	X509 *cert;
+};
+void peer_info_clear(struct peer_info *pi);		/* frees cert, zeroes */
+
+/* ERR_INVALID when key and certificate do not match or the chain is
+ * empty, ERR_CRYPTO when OpenSSL cannot set the contexts up. */
+int peer_ctx_new(const struct peer_params *p, struct peer_ctx **out);
+void peer_ctx_free(struct peer_ctx *pc);		/* NULL is a no-op */
+
+/*
+ * Runs the handshake on a link this device opened (peer_connect: TLS
+ * client) or accepted (peer_accept: TLS server). The radio link stays the
+ * caller's. On success fills info and key (PEER_LINK_KEY_LEN bytes: hand
+ * it to seclink_new, which wipes it). On failure the link must be closed;
+ * why says what happened, for a log (never a secret), and the code is:
+ * ERR_AUTH — the peer's certificate was refused by this side (chain,
+ * dates, address, signature) or this side's by the peer; ERR_FORBIDDEN —
+ * the peer's certificate is revoked; ERR_UNAVAILABLE — revocation cannot
+ * be checked (no CRL, or a stale one); ERR_TIMEOUT — the peer stopped
+ * answering; ERR_IO — the link closed; ERR_CONFLICT (peer_accept) — the
+ * peer started intake instead (the device is provisioned already);
+ * ERR_INVALID — not a TLS 1.3 handshake of this profile.
+ */
+int peer_connect(struct peer_ctx *pc, struct radio_link *l, struct peer_info *info,
+    uint8_t key[PEER_LINK_KEY_LEN], char *why, size_t whylen);
+int peer_accept(struct peer_ctx *pc, struct radio_link *l, struct peer_info *info,
+    uint8_t key[PEER_LINK_KEY_LEN], char *why, size_t whylen);
+/* The device identifier a certificate carries: its SAN URI
+ * urn:dev:mac:<12 hex> and/or subject serialNumber, which must agree.
+ * ERR_INVALID when it has neither, several, or two that differ. */
+int peer_cert_addr(X509 *cert, uint8_t addr[MAC_LEN]);
+
+/* ---------------------------------------------------------------------
+ * The encrypted link (seclink.c), standing in for the radio's own link
+ * encryption: frames sealed with AES-256-GCM under keys derived from the
+ * link key, per direction, with a sequence number in the nonce; a replayed,
+ * dropped, reordered or altered frame ends the link. When a key's lifetime
+ * ends the two sides agree a new one (X25519, authenticated by the current
+ * key) without dropping the link; the old keys are wiped. Frame format and
+ * key schedule: docs/protocol.md, "Link frames".
+ *
+ * A seclink belongs to one thread at a time. Rekeying runs inside
+ * seclink_send and seclink_recv: an application must read what its peer
+ * sends (a key change waits for the peer's answer behind unread data; the
+ * old key goes on working until its hard limit).
+ */
+struct seclink;
+
+#define SECLINK_KEY_LEN PEER_LINK_KEY_LEN
+#define SECLINK_MAX_DATA 16384		/* bytes of application data per frame */
+#define SECLINK_HDR_LEN 12
+#define SECLINK_TAG_LEN 16
+#define SECLINK_MAX_FRAME (SECLINK_HDR_LEN + 1 + SECLINK_MAX_DATA + SECLINK_TAG_LEN)
+#define SECLINK_REKEY_MS_DEFAULT 3600000	/* one hour */
+#define SECLINK_REKEY_FRAMES_DEFAULT (1u << 20)
+#define SECLINK_FRAMES_MAX (1u << 24)	/* hard limit per key and direction */
+
+/* Frame types (inside the encryption). */
+enum seclink_type {
+	SECLINK_DATA = 1,		/* application bytes */
+	SECLINK_REKEY = 2,		/* new epoch (1) || X25519 public key (32) */
+	SECLINK_REKEY_ACK = 3,		/* new epoch (1) || X25519 public key (32) */
+	SECLINK_REKEY_FIN = 4,		/* new epoch (1): the sender's last frame
+					   under the old key */
+	SECLINK_CLOSE = 5,		/* empty: the sender ends the link */
+};
+
+/* What the frames travel over: a reliable, ordered byte stream. write
+ * writes all len bytes; read_some reads 1..len bytes (0 with *got);
+ * either returns ERR_IO when the stream is closed and ERR_TIMEOUT when
+ * timeout_ms (0: do not wait; negative: no limit) passed. */
+struct seclink_io {
+	int (*write)(void *arg, const void *buf, size_t len, int timeout_ms);
+	int (*read_some)(void *arg, void *buf, size_t len, size_t *got, int timeout_ms);
+	void *arg;
+};
+/* An io over a radio link (borrowed; it must outlive the seclink). */
+void seclink_io_radio(struct radio_link *l, struct seclink_io *io);
+
+struct seclink_opts {
+	int64_t rekey_after_ms;		/* key lifetime; 0: default */
+	uint32_t rekey_after_frames;	/* frames sent under one key; 0: default;
+					   at most SECLINK_FRAMES_MAX / 2 */
+	int timeout_ms;			/* a write, and a frame once it started
+					   arriving; 0: PEER_TIMEOUT_MS_DEFAULT */
+};
+
+struct seclink_stats {
+	unsigned epoch;			/* key changes so far, both directions done */
+	uint64_t sent, received;	/* DATA frames */
+	uint64_t rekey_last_us;		/* the last key change this side started:
+					   from REKEY sent to ACK received */
+};
+
+/* Starts the encrypted link with the key from peer_connect (initiator 1)
+ * or peer_accept (initiator 0). key is wiped in every case. */
+int seclink_new(const struct seclink_io *io, int initiator, uint8_t key[SECLINK_KEY_LEN],
+    const struct seclink_opts *o, struct seclink **out);
+/* Sends len (0..SECLINK_MAX_DATA) bytes as one frame; ERR_TOO_BIG above. */
+int seclink_send(struct seclink *s, const void *buf, size_t len);
+/* Receives one frame's data into buf (cap >= SECLINK_MAX_DATA): 0 with
+ * *len; ERR_TIMEOUT when none arrived in timeout_ms (the link stays
+ * usable); ERR_IO when the link closed (seclink_peer_closed says whether
+ * the peer ended it with CLOSE). Any other code — a frame that is
+ * malformed (ERR_INVALID), out of sequence (ERR_INVALID), fails
+ * authentication (ERR_AUTH), or a key change that goes wrong — ends the
+ * link: every later call returns ERR_IO and seclink_error says why. */
+int seclink_recv(struct seclink *s, void *buf, size_t cap, size_t *len, int timeout_ms);
+/* Starts a key change now (the lifetime starts one by itself). 0 also when
+ * one is under way. */
+int seclink_rekey(struct seclink *s);
+/* Sends CLOSE (best effort), wipes every key and frees. NULL is a no-op. */
+void seclink_close(struct seclink *s);
+void seclink_stats(const struct seclink *s, struct seclink_stats *st);
+int seclink_peer_closed(const struct seclink *s);
+/* Why the link ended, or "" while it is up. Never NULL. */
+const char *seclink_error(const struct seclink *s);
+/* For tests and fault tools only: sends a frame of any type with any
+ * content, sealed under the current key, bypassing the key-change state. */
+int seclink_send_raw(struct seclink *s, uint8_t type, const void *buf, size_t len);
 
 #endif

@@ -107,6 +107,12 @@ done
 . "$top/tests/bench/bench_crl.sh"
 . "$top/tests/bench/bench_console.sh"
 
+# device to device: mutual authentications next to nginx with client
+# certificates, and the link's key changes
+BIN=$BIN sh "$top/tests/bench/bench_peer.sh"
+# 802.1X: EAP-TLS through FreeRADIUS, with and without the REST question
+BIN=$BIN sh "$top/tests/bench/bench_radius.sh"
+
 # OCSP: one certificate's status over and over (POST, no nonce: the cached
 # answer), then with a fresh nonce each (signed anew)
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$B/ocsp-dev.key" 2>/dev/null
