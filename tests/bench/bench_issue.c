@@ -8,7 +8,9 @@
  * usage: bench_issue --url URL --token-file FILE --conninfo CONNINFO
  *                    [--clients 16] [--seconds 10] [--prefix NAME_] [--issue-only]
  * --prefix goes before every figure name (tpm_ca_issue_per_s); --issue-only
- * leaves out the signing and INSERT bounds.
+ * leaves out the signing and INSERT bounds; --mac-in-csr makes a CSR for
+ * every request whose subject serialNumber is the request's address (an
+ * external CA builds its certificate from it).
  */
 #include <getopt.h>
 #include <pthread.h>
@@ -46,8 +48,12 @@ discard(char *p, size_t s, size_t n, void *arg)
 	return s * n;
 }
 
+static int g_mac_in_csr;		/* --mac-in-csr: a CSR per request naming its MAC */
+
+/* A P-256 CSR; subject serialNumber = mac when mac is not NULL (what an
+ * external CA builds the certificate from), else CN=bench. */
 static char *
-make_csr(void)
+make_csr(const char *mac)
 {
 	EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
 	X509_REQ *req = X509_REQ_new();
@@ -57,8 +63,8 @@ make_csr(void)
 
 	if (k == NULL || req == NULL || b == NULL)
 		goto out;
-	X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), "CN", MBSTRING_ASC,
-	    (const unsigned char *)"bench", -1, -1, 0);
+	X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), mac ? "serialNumber" : "CN",
+	    MBSTRING_ASC, (const unsigned char *)(mac ? mac : "bench"), -1, -1, 0);
 	X509_REQ_set_pubkey(req, k);
 	if (!X509_REQ_sign(req, k, EVP_sha256()) || !PEM_write_bio_X509_REQ(b, req))
 		goto out;
@@ -94,10 +100,12 @@ client(void *arg)
 			(uint8_t)(n >> 8), (uint8_t)n };
 		char ms[MAC_STR_LEN];
 		mac_format(mac, ms);
-		json_t *j = json_pack("{s:s,s:s,s:s,s:[s]}", "mac", ms, "csr", g_csr[n % NKEYS],
-		    "owner", "bench", "groups", "load");
+		char *own = g_mac_in_csr ? make_csr(ms) : NULL;
+		json_t *j = json_pack("{s:s,s:s,s:s,s:[s]}", "mac", ms, "csr",
+		    own != NULL ? own : g_csr[n % NKEYS], "owner", "bench", "groups", "load");
 		char *body = json_dumps(j, JSON_COMPACT);
 		json_decref(j);
+		free(own);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
 		uint64_t t0 = now_ns();
 		CURLcode cr = curl_easy_perform(h);
@@ -219,6 +227,7 @@ main(int argc, char **argv)
 		{ "seconds", required_argument, NULL, 's' },
 		{ "prefix", required_argument, NULL, 'p' },
 		{ "issue-only", no_argument, NULL, 'i' },
+		{ "mac-in-csr", no_argument, NULL, 'm' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *tokfile = NULL, *pfx = "";
@@ -248,18 +257,19 @@ main(int argc, char **argv)
 			pfx = optarg;
 			break;
 		case 'i': issue_only = 1; break;
+		case 'm': g_mac_in_csr = 1; break;
 		default: return 2;
 		}
 	}
 	if (g_url == NULL || tokfile == NULL || g_conninfo == NULL ||
 	    secret_read_file(tokfile, &g_token) != 0) {
 		fprintf(stderr, "usage: bench_issue --url URL --token-file FILE --conninfo CI "
-		    "[--clients N] [--seconds N] [--prefix NAME_] [--issue-only]\n");
+		    "[--clients N] [--seconds N] [--prefix NAME_] [--issue-only] [--mac-in-csr]\n");
 		return 2;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	for (int i = 0; i < NKEYS; i++)
-		if ((g_csr[i] = make_csr()) == NULL)
+		if ((g_csr[i] = make_csr(NULL)) == NULL)
 			return 1;
 	g_lat_us = calloc(MAX_SAMPLES, sizeof(*g_lat_us));
 

@@ -112,6 +112,8 @@ done
 BIN=$BIN sh "$top/tests/bench/bench_peer.sh"
 # 802.1X: EAP-TLS through FreeRADIUS, with and without the REST question
 BIN=$BIN sh "$top/tests/bench/bench_radius.sh"
+# enrollment through an external CA over CMP, next to the built-in CA
+BIN=$BIN sh "$top/tests/bench/bench_cmp.sh"
 
 # OCSP: one certificate's status over and over (POST, no nonce: the cached
 # answer), then with a fresh nonce each (signed anew)
