@@ -42,7 +42,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	snprintf(dir, sizeof(dir), "%s/ca", tmpl);
 	o.dir = dir;
-	if (ca_init(&o, err, sizeof(err)) != 0 || ca_ocsp_cert_make(dir, 30, NULL, err,
+	if (ca_init(&o, err, sizeof(err)) != 0 || ca_ocsp_cert_make(dir, NULL, 30, NULL, err,
 	    sizeof(err)) != 0 || ca_ocsp_responder_load(dir, &g_rs) != 0) {
 		fprintf(stderr, "fuzz_ocsp: set-up failed: %s\n", err);
 		abort();
