@@ -174,6 +174,15 @@ check_eq "recorded: active, with its owner and the CA's serial" \
     "active alice $(openssl x509 -in "$T/dev1.pem" -noout -serial | sed 's/serial=//' | tr A-F a-f)" \
     "$(sql "select c.status || ' ' || u.name || ' ' || ltrim(c.serial, '0') from certificates c join devices d on d.id = c.device_id join users u on u.id = d.owner_id where d.mac = '$MAC1'")"
 
+# renewal: the device renews with its current certificate, the CA issues
+old_serial=$(sql "select serial from certificates c join devices d on d.id = c.device_id where d.mac = '$MAC1' and c.status = 'active'")
+check_out "devagent renew through the external CA" "renewed|serial" \
+    "$BIN/devagent" --state "$T/dev1" renew --url "$URL"
+check_eq "the old certificate superseded, a new one active" "superseded 1" \
+    "$(sql "select status from certificates where serial = '$old_serial'") $(sql "select count(*) from certificates c join devices d on d.id = c.device_id where d.mac = '$MAC1' and c.status = 'active' and c.serial <> '$old_serial'")"
+openssl x509 -inform DER -in "$T/dev1/keystore/id/cert.der" -out "$T/dev1b.pem" 2>/dev/null
+check_out "... issued by the enterprise CA" ": OK$" openssl verify -CAfile "$E/ca.crt" "$T/dev1b.pem"
+
 # POST /v1/certificates and a revocation through the CA
 cert d2 02:00:5e:20:00:02
 issue d2 02:00:5e:20:00:02
