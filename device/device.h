@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -389,5 +390,95 @@ const char *seclink_error(const struct seclink *s);
 /* For tests and fault tools only: sends a frame of any type with any
  * content, sealed under the current key, bypassing the key-change state. */
 int seclink_send_raw(struct seclink *s, uint8_t type, const void *buf, size_t len);
+
+/* ---------------------------------------------------------------------
+ * Access decisions on a device that serves a resource (policy.c; DESIGN.md
+ * flows 4 and 5, docs/access-control.md "On the device: central and
+ * disconnected"). Central: the serving device asks provd (policy_ask_provd)
+ * about the authenticated peer. Disconnected: it decides alone from the
+ * peer's verified certificate (optional-data owner and groups, validity),
+ * the state of its cached CRL and a local policy file:
+ *
+ *   [resource]
+ *   name = printer
+ *   stale_crl = closed            ; or open
+ *   [allow]
+ *   print = engineering, lab      ; groups, owner:NAME, device:ADDR, *
+ *   [deny]
+ *   print = contractors
+ *
+ * Deny wins, then allow, else deny; the resource must be the file's. The
+ * file is read whole (at most POLICY_MAX_FILE bytes, lines of at most
+ * POLICY_MAX_LINE) and refused whole on the first fault, with file:line.
+ */
+struct policy;
+
+#define POLICY_MAX_FILE (64 * 1024)	/* bytes of a policy file */
+#define POLICY_MAX_LINE 190		/* bytes of one line (libinih's is 200) */
+#define POLICY_MAX_ENTRIES 1024		/* items of all [allow] and [deny] lists */
+#define POLICY_MAX_NAME 128		/* a resource name */
+#define POLICY_MAX_ACTION 64		/* an action name */
+#define POLICY_REASON_MAX 256		/* a reason sentence, with its NUL */
+
+/* The state of the cached CRL for one peer (policy_crl_state). */
+enum policy_crl {
+	POLICY_CRL_FRESH,		/* not listed; within nextUpdate (+ grace) */
+	POLICY_CRL_STALE,		/* not listed; past nextUpdate (+ grace) */
+	POLICY_CRL_NONE,		/* no usable CRL: revocation cannot be checked */
+	POLICY_CRL_REVOKED,		/* listed */
+};
+
+/* Parses a policy from text (len bytes; name for messages, e.g. the path).
+ * ERR_CONFIG with "name:line: what" in err for any fault (unknown section
+ * or key, bad value or name, a line too long, a missing [resource] name
+ * or stale_crl), ERR_TOO_BIG over POLICY_MAX_FILE; *out only on success
+ * (policy_free). */
+int policy_parse(const char *text, size_t len, const char *name, struct policy **out,
+    char *err, size_t errlen);
+/* policy_parse of a file; ERR_IO when it cannot be read. */
+int policy_load(const char *path, struct policy **out, char *err, size_t errlen);
+void policy_free(struct policy *p);			/* NULL is a no-op */
+const char *policy_resource(const struct policy *p);
+int policy_stale_open(const struct policy *p);
+/* Resource and action names for a device: 1..POLICY_MAX_NAME (resource)
+ * or 1..POLICY_MAX_ACTION (action) of A-Z a-z 0-9 . _ -. 0 or ERR_INVALID. */
+int policy_check_resource(const char *s);
+int policy_check_action(const char *s);
+/* The CRL state for cert (already verified to the intake chain) at now,
+ * with grace_s as for crl_cache_check (CRL_GRACE_ANY: never stale). */
+enum policy_crl policy_crl_state(struct crl_cache *c, X509 *cert, int64_t grace_s, time_t now);
+/* Whether the authenticated peer pi may do action on resource at now:
+ * 0 allowed, ERR_FORBIDDEN denied; reason gets a sentence either way
+ * ("allowed by policy line N", "denied by policy line N", "no rule allows
+ * this", "unknown resource", "certificate expired", ...). */
+int policy_decide(const struct policy *p, const struct peer_info *pi, const char *resource,
+    const char *action, time_t now, enum policy_crl crl, char *reason, size_t reasonlen);
+
+/* The request on the encrypted link: the first frame from the connecting
+ * peer is "ACCESS <resource> <action>", answered with one frame
+ * "GRANTED <reason>" or "DENIED <reason>" (docs/protocol.md). */
+#define POLICY_REQ_PREFIX "ACCESS "
+#define POLICY_REQ_MAX (7 + POLICY_MAX_NAME + 1 + POLICY_MAX_ACTION)
+#define POLICY_ANSWER_GRANTED "GRANTED "
+#define POLICY_ANSWER_DENIED "DENIED "
+/* ERR_INVALID for a bad name, ERR_TOO_BIG when out is too small. */
+int policy_request_format(const char *resource, const char *action, char *out, size_t outlen);
+/* ERR_INVALID for anything but a well-formed request. */
+int policy_request_parse(const uint8_t *buf, size_t len, char resource[POLICY_MAX_NAME + 1],
+    char action[POLICY_MAX_ACTION + 1]);
+
+/* Central: POST /v1/authorize with the certificate's SHA-256. */
+struct policy_provd {
+	const char *url;		/* provd's base URL */
+	const char *cacert;		/* CA file for https, or NULL */
+	const char *token;		/* an authorizer (or admin) token; borrowed */
+	int timeout_s;			/* connect and answer; 0: 5 */
+};
+/* 0 allowed, ERR_FORBIDDEN denied (reason: provd's); ERR_UNAVAILABLE when
+ * provd cannot be reached or answers 5xx (fall back, or deny); ERR_AUTH
+ * for 401/403 (a bad token); ERR_INVALID for any other answer. reason
+ * always gets a sentence. */
+int policy_ask_provd(const struct policy_provd *o, X509 *cert, const char *resource,
+    const char *action, char *reason, size_t reasonlen);
 
 #endif

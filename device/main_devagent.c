@@ -4,7 +4,9 @@
  * PIN, it answers inquiry and intake on a radio, keeps its key in a keystore
  * (tpm2 or file), authenticates to other devices with its certificate and
  * talks to them over the encrypted link (connect; serve once provisioned),
- * and can show its identity or be factory reset.
+ * and can show its identity or be factory reset. Serving a resource, it
+ * decides whether an authenticated peer may do what it asks: through provd
+ * (central) or from its local policy file (disconnected).
  */
 #include <getopt.h>
 #include <signal.h>
@@ -15,7 +17,10 @@
 #include <time.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
 
 #include "device/device.h"
 
@@ -49,8 +54,17 @@ usage(FILE *f)
 	    "        [--idle SECONDS]                         answer inquiry and intake; once\n"
 	    "                                                 provisioned, mutual authentication\n"
 	    "                                                 (echoes what the peer sends)\n"
+	    "        [--resource R [--policy FILE] [--token-file FILE]]\n"
+	    "                                                 serving R: each peer's request is\n"
+	    "                                                 decided by provd (--provd, --token-file)\n"
+	    "                                                 or, without provd, by the policy file\n"
 	    "  connect ADDR [--air DIR] [PEER OPTIONS] [--message TEXT]... [--count N]\n"
-	    "        [--interval-ms MS]                       authenticate to ADDR, send, print replies\n"
+	    "        [--interval-ms MS] [--resource R --action A]\n"
+	    "                                                 authenticate to ADDR, ask for R/A,\n"
+	    "                                                 send, print replies\n"
+	    "  policy-check --policy FILE [--cert FILE --action A [--resource R]]\n"
+	    "        [--crl-grace SECONDS|any]                check a policy file; decide locally\n"
+	    "                                                 for a certificate (PEM or DER)\n"
 	    "  renew --url URL [--cacert FILE]                renew the certificate now (new key)\n"
 	    "  run --url URL [--cacert FILE] [--interval SECONDS] [--once]\n"
 	    "                                                 renew when provd or the lifetime says so\n"
@@ -130,7 +144,8 @@ cmd_init(const char *state, int argc, char **argv)
  */
 enum {
 	OPT_PROVD = 0x100, OPT_CACERT, OPT_CRL_GRACE, OPT_CRL_REFRESH, OPT_REKEY_MS,
-	OPT_REKEY_FRAMES, OPT_AUTH_TIMEOUT, OPT_IDLE,
+	OPT_REKEY_FRAMES, OPT_AUTH_TIMEOUT, OPT_IDLE, OPT_RESOURCE, OPT_ACTION, OPT_POLICY,
+	OPT_TOKEN_FILE, OPT_CERT,
 };
 
 #define PEER_LONG_OPTS \
@@ -148,6 +163,10 @@ struct peer_opts {
 	int64_t idle_s;
 	int64_t auth_timeout_s;
 	struct seclink_opts lo;
+	/* serving a resource */
+	const char *resource;		/* NULL: echo only */
+	struct policy *policy;		/* local policy, or NULL */
+	char *token;			/* authorizer token (secure heap), or NULL */
 };
 
 /* One of the shared options: 0 taken, 1 not one of them, 2 bad value. */
@@ -280,7 +299,10 @@ peer_setup_open(struct agent *a, const char *state, const struct peer_opts *po,
 	pp.libctx = libctx;
 	pp.propq = propq;
 	pp.crl = ps->crl;
-	pp.crl_grace_s = po->crl_grace_s;
+	/* serving a resource, a stale CRL does not end the handshake: the
+	 * access decision deals with it (provd, or the policy's stale_crl); a
+	 * certificate the cached CRL lists is still refused */
+	pp.crl_grace_s = po->resource != NULL ? CRL_GRACE_ANY : po->crl_grace_s;
 	pp.timeout_ms = (int)po->auth_timeout_s * 1000;
 	if ((r = peer_ctx_new(&pp, &ps->pc)) != 0) {
 		fprintf(stderr, "devagent %s: cannot set up mutual authentication: %s\n", ms,
@@ -304,10 +326,91 @@ print_text(const char *prefix, const uint8_t *b, size_t len)
 	fflush(stdout);
 }
 
+/* The serving side's decision on one request of the authenticated peer
+ * pi: provd's when it is named with a token; the local policy's when provd
+ * cannot be reached or is not named; otherwise denied (fail closed).
+ * 0 granted, ERR_FORBIDDEN denied; reason gets a sentence either way. */
+static int
+access_decide(const struct peer_setup *ps, const struct peer_opts *po,
+    const struct peer_info *pi, const char *resource, const char *action, char *reason,
+    size_t reasonlen)
+{
+	char why[POLICY_REASON_MAX];
+	const char *via = "local policy";
+	time_t now;
+	int r;
+
+	if (po->url != NULL && po->token != NULL) {
+		struct policy_provd pv = { .url = po->url, .cacert = po->cacert,
+			.token = po->token, .timeout_s = (int)po->auth_timeout_s };
+
+		r = policy_ask_provd(&pv, pi->cert, resource, action, why, sizeof(why));
+		if (r == 0 || r == ERR_FORBIDDEN) {
+			msg_set(reason, reasonlen, "provd: %s", why);
+			return r;
+		}
+		if (r != ERR_UNAVAILABLE || po->policy == NULL) {
+			msg_set(reason, reasonlen, "%s%s", why, r == ERR_UNAVAILABLE ?
+			    " (no local policy: fail closed)" : "");
+			return ERR_FORBIDDEN;
+		}
+		via = "local policy (provd cannot be reached)";
+	}
+	if (po->policy == NULL) {
+		msg_set(reason, reasonlen, "no policy to decide by");
+		return ERR_FORBIDDEN;
+	}
+	now = time(NULL);
+	r = policy_decide(po->policy, pi, resource, action, now,
+	    policy_crl_state(ps->crl, pi->cert, po->crl_grace_s, now), why, sizeof(why));
+	msg_set(reason, reasonlen, "%s: %s", via, why);
+	return r;
+}
+
+/* Serving a resource: the peer's first frame is its request, answered
+ * GRANTED or DENIED. 0 granted (the link goes on), else the link ends. */
+static int
+serve_request(struct peer_setup *ps, const struct peer_opts *po, struct seclink *sl,
+    const struct peer_info *pi, const char *peer, const char *ms)
+{
+	uint8_t *buf = NULL;
+	char resource[POLICY_MAX_NAME + 1], action[POLICY_MAX_ACTION + 1];
+	char reason[POLICY_REASON_MAX], answer[POLICY_REASON_MAX + 16];
+	size_t len = 0;
+	int r, n;
+
+	if ((buf = malloc(SECLINK_MAX_DATA)) == NULL)
+		return ERR_NOMEM;
+	r = seclink_recv(sl, buf, SECLINK_MAX_DATA, &len, (int)po->auth_timeout_s * 1000);
+	if (r != 0) {
+		fprintf(stderr, "devagent %s: %s sent no request: %s\n", ms, peer,
+		    r == ERR_TIMEOUT ? "none in time" : seclink_error(sl));
+		free(buf);
+		return r;
+	}
+	if (policy_request_parse(buf, len, resource, action) != 0) {
+		str_copy(resource, sizeof(resource), "?");
+		str_copy(action, sizeof(action), "?");
+		msg_set(reason, sizeof(reason), "malformed request");
+		r = ERR_INVALID;
+	} else
+		r = access_decide(ps, po, pi, resource, action, reason, sizeof(reason));
+	free(buf);
+	n = snprintf(answer, sizeof(answer), "%s%s", r == 0 ? POLICY_ANSWER_GRANTED :
+	    POLICY_ANSWER_DENIED, reason);
+	printf("devagent %s: %s asks %s/%s: %s (%s)\n", ms, peer, resource, action,
+	    r == 0 ? "granted" : "denied", reason);
+	fflush(stdout);
+	if (seclink_send(sl, answer, (size_t)n) != 0 && r == 0)
+		r = ERR_IO;
+	return r;
+}
+
 /* One mutual-authentication link accepted on the serving side: the
- * handshake, then whatever the peer sends is sent back, until it closes,
- * goes quiet for idle_s, or the link breaks. 0 when the peer was
- * authenticated and the link ended in order. */
+ * handshake, the peer's request when serving a resource, then whatever
+ * the peer sends is sent back, until it closes, goes quiet for idle_s, or
+ * the link breaks. 0 when the peer was authenticated and the link ended
+ * in order. */
 static int
 serve_peer(struct peer_setup *ps, const struct peer_opts *po, struct radio_link *l,
     const char *ms)
@@ -342,6 +445,11 @@ serve_peer(struct peer_setup *ps, const struct peer_opts *po, struct radio_link 
 	printf("devagent %s: authenticated %s (certificate serial %s), link encrypted\n", ms,
 	    peer, pi.serial);
 	fflush(stdout);
+	if (po->resource != NULL && serve_request(ps, po, sl, &pi, peer, ms) != 0) {
+		seclink_close(sl);
+		peer_info_clear(&pi);
+		return 0;
+	}
 	while (!stop) {
 		r = seclink_recv(sl, buf, sizeof(buf), &len, 1000);
 		if (r == ERR_TIMEOUT) {
@@ -378,6 +486,9 @@ cmd_serve(struct agent *a, const char *state, int argc, char **argv)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "crl-refresh", required_argument, NULL, OPT_CRL_REFRESH },
 		{ "idle", required_argument, NULL, OPT_IDLE },
+		{ "resource", required_argument, NULL, OPT_RESOURCE },
+		{ "policy", required_argument, NULL, OPT_POLICY },
+		{ "token-file", required_argument, NULL, OPT_TOKEN_FILE },
 		PEER_LONG_OPTS,
 		{ NULL, 0, NULL, 0 },
 	};
@@ -390,7 +501,8 @@ cmd_serve(struct agent *a, const char *state, int argc, char **argv)
 	struct radio *radio = NULL;
 	int64_t secs = 0, failures, locked_until;
 	int once = 0, c, r, rc = 1, provisioned, peers = 0;
-	char why[256], ms[MAC_STR_LEN];
+	char why[256], ms[MAC_STR_LEN], perr[512];
+	const char *policy_file = NULL, *token_file = NULL;
 	uint64_t deadline;
 
 	optind = 0;
@@ -404,6 +516,16 @@ cmd_serve(struct agent *a, const char *state, int argc, char **argv)
 				return 2;
 			}
 			break;
+		case OPT_RESOURCE:
+			if (policy_check_resource(optarg) != 0) {
+				fprintf(stderr, "devagent: --resource is 1..%d of A-Z a-z 0-9 . _ -\n",
+				    POLICY_MAX_NAME);
+				return 2;
+			}
+			po.resource = optarg;
+			break;
+		case OPT_POLICY: policy_file = optarg; break;
+		case OPT_TOKEN_FILE: token_file = optarg; break;
 		default:
 			if ((r = peer_opt(c, optarg, &po)) != 0) {
 				if (r == 1)
@@ -416,6 +538,32 @@ cmd_serve(struct agent *a, const char *state, int argc, char **argv)
 		fprintf(stderr, "devagent: serve needs --air DIR (or $PROVD_AIR)\n");
 		return 2;
 	}
+	if ((policy_file != NULL || token_file != NULL) && po.resource == NULL) {
+		fprintf(stderr, "devagent: --policy and --token-file need --resource\n");
+		return 2;
+	}
+	if (po.resource != NULL && policy_file == NULL && (po.url == NULL || token_file == NULL)) {
+		fprintf(stderr, "devagent: --resource needs --policy FILE, or --provd URL and "
+		    "--token-file FILE, or both\n");
+		return 2;
+	}
+	if (policy_file != NULL) {
+		if (policy_load(policy_file, &po.policy, perr, sizeof(perr)) != 0) {
+			fprintf(stderr, "devagent: the policy is refused: %s\n", perr);
+			return 1;
+		}
+		if (strcmp(policy_resource(po.policy), po.resource) != 0) {
+			fprintf(stderr, "devagent: %s is the policy of %s, not of %s\n", policy_file,
+			    policy_resource(po.policy), po.resource);
+			policy_free(po.policy);
+			return 1;
+		}
+	}
+	if (token_file != NULL && secret_read_file(token_file, &po.token) != 0) {
+		fprintf(stderr, "devagent: cannot read the token file %s\n", token_file);
+		policy_free(po.policy);
+		return 1;
+	}
 	po.lo.timeout_ms = (int)po.auth_timeout_s * 1000;
 	memcpy(self.addr, dp->addr, MAC_LEN);
 	snprintf(self.name, sizeof(self.name), "%.*s", (int)sizeof(self.name) - 1, dp->name);
@@ -424,6 +572,8 @@ cmd_serve(struct agent *a, const char *state, int argc, char **argv)
 		fprintf(stderr, "devagent: cannot use the radio: %s\n", r == ERR_CONFLICT ?
 		    "another device listens at this address" : provd_strerror(r));
 		radio_close(radio);
+		policy_free(po.policy);
+		secret_free(po.token);
 		return 1;
 	}
 	signal(SIGINT, on_signal);
@@ -478,6 +628,8 @@ cmd_serve(struct agent *a, const char *state, int argc, char **argv)
 		    peers == 0 && ps.pc == NULL ? "intake" : "connection", (long long)secs);
 	peer_setup_close(&ps);
 	radio_close(radio);
+	policy_free(po.policy);
+	secret_free(po.token);
 	return rc;
 }
 
@@ -489,6 +641,8 @@ cmd_connect(struct agent *a, const char *state, int argc, char **argv)
 		{ "message", required_argument, NULL, 'm' },
 		{ "count", required_argument, NULL, 'n' },
 		{ "interval-ms", required_argument, NULL, 'i' },
+		{ "resource", required_argument, NULL, OPT_RESOURCE },
+		{ "action", required_argument, NULL, OPT_ACTION },
 		PEER_LONG_OPTS,
 		{ NULL, 0, NULL, 0 },
 	};
@@ -510,6 +664,8 @@ cmd_connect(struct agent *a, const char *state, int argc, char **argv)
 	int64_t count = 0, interval_ms = 0;
 	uint8_t to[MAC_LEN], key[PEER_LINK_KEY_LEN];
 	char ms[MAC_STR_LEN], ts[MAC_STR_LEN], why[512], text[64], when[32];
+	char req[POLICY_REQ_MAX + 1];
+	const char *action = NULL;
 	int c, r, rc = 1;
 
 	optind = 0;
@@ -536,6 +692,8 @@ cmd_connect(struct agent *a, const char *state, int argc, char **argv)
 				return 2;
 			}
 			break;
+		case OPT_RESOURCE: po.resource = optarg; break;
+		case OPT_ACTION: action = optarg; break;
 		default:
 			if ((r = peer_opt(c, optarg, &po)) != 0) {
 				if (r == 1)
@@ -552,6 +710,15 @@ cmd_connect(struct agent *a, const char *state, int argc, char **argv)
 		fprintf(stderr, "devagent: not a unicast IEEE address: %s\n", argv[optind]);
 		return 2;
 	}
+	if ((po.resource != NULL) != (action != NULL) || (action != NULL &&
+	    policy_request_format(po.resource, action, req, sizeof(req)) != 0)) {
+		fprintf(stderr, "devagent: --resource and --action go together, each 1..64 of "
+		    "A-Z a-z 0-9 . _ - (a resource up to 128)\n");
+		return 2;
+	}
+	/* the handshake of the connecting side is as without a resource */
+	const char *resource = po.resource;
+	po.resource = NULL;
 	po.lo.timeout_ms = (int)po.auth_timeout_s * 1000;
 	mac_format(dp->addr, ms);
 	mac_format(to, ts);
@@ -586,6 +753,22 @@ cmd_connect(struct agent *a, const char *state, int argc, char **argv)
 	printf("devagent %s: authenticated %s (certificate serial %s, valid until %s), "
 	    "link encrypted\n", ms, ts, pi.serial, when);
 	fflush(stdout);
+	if (resource != NULL) {
+		size_t gl = strlen(POLICY_ANSWER_GRANTED), dl = strlen(POLICY_ANSWER_DENIED);
+
+		if ((r = seclink_send(sl, req, strlen(req))) != 0 ||
+		    (r = seclink_recv(sl, buf, sizeof(buf), &len, (int)po.auth_timeout_s * 1000)) != 0)
+			goto link_failed;
+		if (len >= gl && memcmp(buf, POLICY_ANSWER_GRANTED, gl) == 0)
+			print_text("granted: ", buf + gl, len - gl);
+		else if (len >= dl && memcmp(buf, POLICY_ANSWER_DENIED, dl) == 0) {
+			print_text("denied: ", buf + dl, len - dl);
+			goto out;
+		} else {
+			print_text("unexpected answer: ", buf, len);
+			goto out;
+		}
+	}
 	for (size_t i = 0; i < nmsg; i++) {
 		if ((r = seclink_send(sl, msgs[i], strlen(msgs[i]))) != 0 ||
 		    (r = seclink_recv(sl, buf, sizeof(buf), &len, (int)po.auth_timeout_s * 1000)) != 0)
@@ -618,6 +801,155 @@ out:
 	radio_link_close(l);
 	radio_close(radio);
 	peer_setup_close(&ps);
+	return rc;
+}
+
+/* A certificate file, PEM or DER, of at most 64 KiB. NULL when it cannot
+ * be read. */
+static X509 *
+cert_read(const char *path)
+{
+	uint8_t *buf = NULL;
+	const uint8_t *q;
+	X509 *x = NULL;
+	BIO *b = NULL;
+	size_t len;
+	FILE *f;
+
+	if ((f = fopen(path, "re")) == NULL)
+		return NULL;
+	if ((buf = malloc(65537)) != NULL) {
+		len = fread(buf, 1, 65537, f);
+		if (len > 0 && len <= 65536) {
+			if ((b = BIO_new_mem_buf(buf, (int)len)) != NULL)
+				x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+			if (x == NULL) {
+				q = buf;
+				x = d2i_X509(NULL, &q, (long)len);
+			}
+		}
+	}
+	ERR_clear_error();
+	BIO_free(b);
+	free(buf);
+	fclose(f);
+	return x;
+}
+
+/* policy-check: checks a policy file ("policy OK"), or decides for a
+ * certificate as the serving device would without provd: the certificate
+ * verified to this device's intake chain (dates left to the decision),
+ * its address, this device's cached CRL. Exit 0 allow, 1 deny, 2 error. */
+static int
+cmd_policy_check(struct agent *a, const char *state, int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "policy", required_argument, NULL, OPT_POLICY },
+		{ "cert", required_argument, NULL, OPT_CERT },
+		{ "action", required_argument, NULL, OPT_ACTION },
+		{ "resource", required_argument, NULL, OPT_RESOURCE },
+		{ "crl-grace", required_argument, NULL, OPT_CRL_GRACE },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct peer_opts po = { 0 };
+	const char *policy_file = NULL, *cert_file = NULL, *action = NULL, *resource = NULL;
+	struct policy *pol = NULL;
+	struct peer_info pi = { 0 };
+	struct crl_cache *crl = NULL;
+	EVP_PKEY *key = NULL;
+	X509 *self = NULL;
+	STACK_OF(X509) *ca = NULL;
+	X509_STORE *store = NULL;
+	X509_STORE_CTX *vctx = NULL;
+	OSSL_LIB_CTX *libctx = NULL;
+	const char *propq = NULL;
+	char err[512], reason[POLICY_REASON_MAX], path[4096];
+	time_t now;
+	int c, r, rc = 2;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_POLICY: policy_file = optarg; break;
+		case OPT_CERT: cert_file = optarg; break;
+		case OPT_ACTION: action = optarg; break;
+		case OPT_RESOURCE: resource = optarg; break;
+		default:
+			if (c == '?' || peer_opt(c, optarg, &po) != 0) {
+				usage(stderr);
+				return 2;
+			}
+		}
+	}
+	if (policy_file == NULL || optind != argc || (cert_file != NULL) != (action != NULL)) {
+		fprintf(stderr, "devagent: policy-check needs --policy FILE, and --cert FILE with "
+		    "--action A to decide\n");
+		return 2;
+	}
+	if (policy_load(policy_file, &pol, err, sizeof(err)) != 0) {
+		fprintf(stderr, "devagent: the policy is refused: %s\n", err);
+		return 2;
+	}
+	if (cert_file == NULL) {
+		printf("policy OK: resource %s, stale_crl = %s\n", policy_resource(pol),
+		    policy_stale_open(pol) ? "open" : "closed");
+		policy_free(pol);
+		return 0;
+	}
+	if (resource == NULL)
+		resource = policy_resource(pol);
+	if (policy_check_action(action) != 0 || policy_check_resource(resource) != 0) {
+		fprintf(stderr, "devagent: --action and --resource are names of A-Z a-z 0-9 . _ -\n");
+		goto out;
+	}
+	if ((pi.cert = cert_read(cert_file)) == NULL) {
+		fprintf(stderr, "devagent: %s is not a certificate (PEM or DER, at most 64 KiB)\n",
+		    cert_file);
+		goto out;
+	}
+	if ((r = keystore_tls_identity(agent_keystore(a), &key, &self, &ca, &libctx,
+	    &propq)) != 0) {
+		fprintf(stderr, "devagent: no certificate installed: the device needs intake first\n");
+		goto out;
+	}
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", state, CRL_FILE) >= sizeof(path) ||
+	    crl_cache_open(path, ca, &crl) != 0) {
+		fprintf(stderr, "devagent: cannot open the CRL cache\n");
+		goto out;
+	}
+	if ((store = X509_STORE_new()) == NULL || (vctx = X509_STORE_CTX_new()) == NULL)
+		goto out;
+	for (int i = 0; i < sk_X509_num(ca); i++)
+		if (!X509_STORE_add_cert(store, sk_X509_value(ca, i)))
+			goto out;
+	X509_STORE_set_flags(store, X509_V_FLAG_NO_CHECK_TIME | X509_V_FLAG_PARTIAL_CHAIN);
+	if (!X509_STORE_CTX_init(vctx, store, pi.cert, NULL))
+		goto out;
+	rc = 1;
+	if (X509_verify_cert(vctx) != 1) {
+		printf("deny: the certificate is not of this CA (%s)\n",
+		    X509_verify_cert_error_string(X509_STORE_CTX_get_error(vctx)));
+		goto out;
+	}
+	if (peer_cert_addr(pi.cert, pi.addr) != 0) {
+		printf("deny: the certificate names no device\n");
+		goto out;
+	}
+	now = time(NULL);
+	r = policy_decide(pol, &pi, resource, action, now,
+	    policy_crl_state(crl, pi.cert, po.crl_grace_s, now), reason, sizeof(reason));
+	printf("%s: %s\n", r == 0 ? "allow" : "deny", reason);
+	rc = r == 0 ? 0 : 1;
+out:
+	ERR_clear_error();
+	X509_STORE_CTX_free(vctx);
+	X509_STORE_free(store);
+	crl_cache_free(crl);
+	EVP_PKEY_free(key);
+	X509_free(self);
+	sk_X509_pop_free(ca, X509_free);
+	peer_info_clear(&pi);
+	policy_free(pol);
 	return rc;
 }
 
@@ -821,6 +1153,8 @@ main(int argc, char **argv)
 		rc = cmd_connect(a, state, argc, argv);
 	else if (strcmp(argv[0], "renew") == 0)
 		rc = cmd_renew(a, argc, argv);
+	else if (strcmp(argv[0], "policy-check") == 0)
+		rc = cmd_policy_check(a, state, argc, argv);
 	else if (strcmp(argv[0], "run") == 0)
 		rc = cmd_run(a, argc, argv);
 	else if (strcmp(argv[0], "show") == 0 && argc == 1)
