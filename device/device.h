@@ -481,4 +481,119 @@ struct policy_provd {
 int policy_ask_provd(const struct policy_provd *o, X509 *cert, const char *resource,
     const char *action, char *reason, size_t reasonlen);
 
+/* ---------------------------------------------------------------------
+ * Consumer pairing (pairing.c; DESIGN.md flow 6, seed Fig. 9,
+ * docs/protocol.md "Consumer pairing"). Devices that carry a certificate
+ * from their manufacturer's CA (not an enterprise intake) pair with one
+ * other device: after mutual authentication (peer.c, the manufacturer's
+ * chain as trust anchor) each side shows the peer's device identifier and
+ * model and the user accepts or rejects; the decisions cross the encrypted
+ * link, and an accepted pairing is stored on both sides in two phases so
+ * that a crash anywhere leaves both paired or neither once the two devices
+ * next meet. A paired device talks only to its peer and refuses to pair
+ * with any other until it is unpaired.
+ *
+ * Files of the state directory: "consumer" (the device is in consumer
+ * mode), "pairing.pending" (prepared, phase one), "pairing" (committed).
+ * Each is written atomically (temporary file, fsync, rename, fsync of the
+ * directory); a removal is followed by an fsync of the directory.
+ */
+#define PAIRING_ID_LEN 16		/* bytes of a pairing's identifier */
+#define PAIRING_FPR_LEN 32		/* SHA-256 of the peer's certificate */
+#define PAIRING_MODEL_MAX 96		/* bytes of the model shown, without NUL */
+#define PAIRING_FILE_MAX 1024		/* bytes of a pairing file */
+#define PAIRING_MSG_MAX 256		/* bytes of one pairing frame */
+#define PAIRING_DECIDE_MS_DEFAULT 60000	/* the user's time to decide */
+
+enum pairing_role {
+	PAIRING_INITIATOR = 1,		/* pair --with: decides the outcome */
+	PAIRING_RESPONDER = 2,		/* the listening side */
+};
+
+enum pairing_state {
+	PAIRING_NONE = 0,
+	PAIRING_PENDING = 1,		/* phase one written, outcome not known */
+	PAIRING_PAIRED = 2,		/* committed */
+};
+
+struct pairing {
+	uint8_t peer[MAC_LEN];		/* the peer's device identifier */
+	uint8_t fpr[PAIRING_FPR_LEN];	/* its certificate's SHA-256 (DER) */
+	uint8_t id[PAIRING_ID_LEN];	/* chosen at random by the initiator */
+	int role;			/* enum pairing_role */
+	char model[PAIRING_MODEL_MAX + 1];	/* printable ASCII */
+};
+
+/* The text of a pairing file (key=value lines) into out: its length, or
+ * ERR_TOO_BIG / ERR_INVALID. */
+int pairing_format(const struct pairing *p, char *out, size_t outlen);
+/* Parses that text (at most PAIRING_FILE_MAX bytes, every key exactly once,
+ * no other key). ERR_INVALID otherwise; *p only on success. */
+int pairing_parse(const char *text, size_t len, struct pairing *p);
+/* What the display shows of a certificate: subject CN, and O in brackets
+ * when present, control and non-ASCII bytes as '?', cut to
+ * PAIRING_MODEL_MAX. And the certificate's SHA-256. */
+int pairing_cert_info(X509 *cert, uint8_t fpr[PAIRING_FPR_LEN],
+    char model[PAIRING_MODEL_MAX + 1]);
+
+/* Whether dir holds a consumer device; marking one or not (atomic). */
+int pairing_is_consumer(const char *dir);
+int pairing_set_consumer(const char *dir, int on);
+/* What dir holds: PAIRING_PAIRED with "pairing", else PAIRING_PENDING
+ * with "pairing.pending", else PAIRING_NONE (p zeroed). ERR_INVALID for a
+ * file that does not parse (left for the user to unpair). */
+int pairing_load(const char *dir, enum pairing_state *st, struct pairing *p);
+/* Phase one: writes "pairing.pending". ERR_CONFLICT when dir holds a
+ * pairing or a pending one. */
+int pairing_prepare(const char *dir, const struct pairing *p);
+/* Phase two: renames "pairing.pending" to "pairing" (the commit point of
+ * this side). ERR_NOT_FOUND without a pending pairing. */
+int pairing_commit(const char *dir);
+/* Removes "pairing.pending" (0 also when there is none). */
+int pairing_discard(const char *dir);
+/* unpair: removes the pairing and a pending one with peer (or with any
+ * peer when peer is NULL). ERR_NOT_FOUND when there was none. */
+int pairing_remove(const char *dir, const uint8_t *peer);
+/* At the start of every command on dir: removes temporary files a crash
+ * left, and an initiator's pending pairing (it never committed, so its
+ * peer cannot have: the attempt failed). A responder's pending pairing
+ * stays until the devices meet (pairing_meet). why says what was done,
+ * "" when nothing. */
+int pairing_recover(const char *dir, char *why, size_t whylen);
+
+/* The pairing conversation on an encrypted link, after mutual
+ * authentication with the peer pi (docs/protocol.md "Consumer pairing").
+ * decide is asked once, after the peer agreed to pair: 1 accept, 0
+ * reject. crash, when not NULL, is called with the name of each step
+ * (a test hook). Returns 0 paired (*out filled); ERR_FORBIDDEN rejected by
+ * either user; ERR_CONFLICT the peer refused to pair (why: its reason);
+ * other codes when the link failed, with why saying what this side holds
+ * then (nothing, paired, or pending until the devices meet). */
+struct pairing_run_opts {
+	const char *dir;
+	int role;			/* enum pairing_role */
+	int timeout_ms;			/* per frame from the peer */
+	int decide_ms;			/* the peer's decision; 0: default */
+	int (*decide)(void *arg, const struct pairing *p);
+	void *arg;
+	void (*crash)(const char *step);
+};
+int pairing_run(struct seclink *sl, const struct peer_info *pi, const struct pairing_run_opts *o,
+    struct pairing *out, char *why, size_t whylen);
+
+/* The pure rule of a meeting: this side's state about the peer (mine,
+ * myid) and the peer's report (theirs, theirid). *act: 0 nothing, 1
+ * commit the pending pairing, -1 discard it; returns 1 when the two are
+ * paired afterwards (the link may go on), 0 otherwise. */
+int pairing_meet_rule(enum pairing_state mine, const uint8_t myid[PAIRING_ID_LEN],
+    enum pairing_state theirs, const uint8_t theirid[PAIRING_ID_LEN], int *act);
+/* A consumer device meeting an authenticated peer on a connect (initiator)
+ * or serve (responder) link: each reports what it holds about the other
+ * ("STATE"), a pending pairing is settled by pairing_meet_rule, and the
+ * link goes on only between paired peers. 0 paired; ERR_FORBIDDEN not
+ * paired with this peer (why; the responder answers "REFUSED" and a
+ * pairing attempt is refused the same way); link errors otherwise. */
+int pairing_meet(struct seclink *sl, const struct peer_info *pi, const char *dir, int role,
+    int timeout_ms, char *why, size_t whylen);
+
 #endif

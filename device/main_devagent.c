@@ -8,7 +8,9 @@
  * decides whether an authenticated peer may do what it asks: through provd
  * (central) or from its local policy file (disconnected).
  */
+#include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 
@@ -50,6 +53,10 @@ usage(FILE *f)
 	    "  init --addr ADDR --pin PIN|--pin-file FILE [--name NAME] [--model MODEL]\n"
 	    "       [--keystore file|tpm2] [--tcti TCTI] [--force]\n"
 	    "                                                 make the device (the PIN is not kept)\n"
+	    "       [--manufacturer-cert FILE --manufacturer-key FILE --chain FILE --crl FILE]\n"
+	    "                                                 a consumer device with its\n"
+	    "                                                 manufacturer's certificate (no PIN\n"
+	    "                                                 needed: then intake is closed)\n"
 	    "  serve [--air DIR] [--once] [--timeout SECONDS] [PEER OPTIONS] [--crl-refresh SECONDS]\n"
 	    "        [--idle SECONDS]                         answer inquiry and intake; once\n"
 	    "                                                 provisioned, mutual authentication\n"
@@ -68,6 +75,10 @@ usage(FILE *f)
 	    "  renew --url URL [--cacert FILE]                renew the certificate now (new key)\n"
 	    "  run --url URL [--cacert FILE] [--interval SECONDS] [--once]\n"
 	    "                                                 renew when provd or the lifetime says so\n"
+	    "  pair [--with ADDR] [--accept|--reject|--no-display] [--air DIR] [--timeout SECONDS]\n"
+	    "                                                 consumer pairing: the button pressed\n"
+	    "                                                 (listens, or pairs with ADDR)\n"
+	    "  unpair ADDR                                    forget the paired device\n"
 	    "  show                                           print the device's identity\n"
 	    "  reset                                          factory reset\n"
 	    "\n"
@@ -75,6 +86,167 @@ usage(FILE *f)
 	    "        [--rekey-after-ms MS] [--rekey-frames N] [--auth-timeout SECONDS]\n"
 	    "\n"
 	    "The radio is the sim backend; --air (default $PROVD_AIR) is its directory.\n");
+}
+
+/* ---------------------------------------------------------------------
+ * Manufacture of a consumer device: the manufacturer's certificate, its
+ * key, the manufacturer's CA chain and CRL installed without intake.
+ */
+#define PEM_MAX (256 * 1024)	/* bytes of a certificate, key, chain or CRL file */
+
+/* Every certificate of a PEM (or one DER) file, at most 16. */
+static STACK_OF(X509) *
+certs_read(const char *path)
+{
+	STACK_OF(X509) *sk = NULL;
+	char *buf = NULL;
+	size_t len = 0;
+	BIO *b = NULL;
+	X509 *x;
+
+	if (file_read_all(path, PEM_MAX, &buf, &len) != 0 || (sk = sk_X509_new_null()) == NULL)
+		goto fail;
+	if ((b = BIO_new_mem_buf(buf, (int)len)) == NULL)
+		goto fail;
+	while (sk_X509_num(sk) < 16 && (x = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL)
+		if (!sk_X509_push(sk, x)) {
+			X509_free(x);
+			goto fail;
+		}
+	if (sk_X509_num(sk) == 0) {
+		const unsigned char *q = (const unsigned char *)buf;
+		if ((x = d2i_X509(NULL, &q, (long)len)) == NULL || !sk_X509_push(sk, x)) {
+			X509_free(x);
+			goto fail;
+		}
+	}
+	ERR_clear_error();
+	BIO_free(b);
+	free(buf);
+	return sk;
+fail:
+	ERR_clear_error();
+	BIO_free(b);
+	free(buf);
+	sk_X509_pop_free(sk, X509_free);
+	return NULL;
+}
+
+/* Installs the manufacturer's identity into the device made in state:
+ * the key as the pending key, the certificate (which must name addr) and
+ * the chain with it (atomic), the CRL as the cached CRL, then marks the
+ * device a consumer device. */
+static int
+manufacture(const char *state, const char *certf, const char *keyf, const char *chainf,
+    const char *crlf, char *why, size_t whylen)
+{
+	struct agent *a = NULL;
+	STACK_OF(X509) *cert = NULL, *chain = NULL;
+	EVP_PKEY *key = NULL;
+	X509_CRL *crl = NULL;
+	PKCS8_PRIV_KEY_INFO *p8i = NULL;
+	uint8_t *der = NULL, *p8 = NULL, *cd[16], *crld = NULL, addr[MAC_LEN];
+	const uint8_t *chd[16];
+	size_t chl[16];
+	char *buf = NULL, path[4096];
+	size_t len = 0;
+	int n, p8len = 0, crllen = 0, r = ERR_INVALID;
+	BIO *b = NULL;
+
+	memset(cd, 0, sizeof(cd));
+	if ((cert = certs_read(certf)) == NULL || sk_X509_num(cert) != 1) {
+		msg_set(why, whylen, "%s: not one certificate (PEM or DER)", certf);
+		goto out;
+	}
+	if ((chain = certs_read(chainf)) == NULL) {
+		msg_set(why, whylen, "%s: no CA certificate (PEM, issuing CA first)", chainf);
+		goto out;
+	}
+	if (file_read_all(keyf, PEM_MAX, &buf, &len) != 0 ||
+	    (b = BIO_new_mem_buf(buf, (int)len)) == NULL ||
+	    (key = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL)) == NULL ||
+	    (p8i = EVP_PKEY2PKCS8(key)) == NULL ||
+	    (p8len = i2d_PKCS8_PRIV_KEY_INFO(p8i, &p8)) <= 0) {
+		msg_set(why, whylen, "%s: not an unencrypted PEM private key", keyf);
+		goto out;
+	}
+	BIO_free(b);
+	b = NULL;
+	if (buf != NULL)
+		OPENSSL_cleanse(buf, len);
+	free(buf);
+	buf = NULL;
+	if (file_read_all(crlf, PEM_MAX, &buf, &len) == 0 &&
+	    (b = BIO_new_mem_buf(buf, (int)len)) != NULL &&
+	    (crl = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL)) == NULL) {
+		const unsigned char *q = (const unsigned char *)buf;
+		crl = d2i_X509_CRL(NULL, &q, (long)len);
+	}
+	if (crl == NULL || (crllen = i2d_X509_CRL(crl, &crld)) <= 0) {
+		msg_set(why, whylen, "%s: not a CRL (PEM or DER)", crlf);
+		goto out;
+	}
+	if ((r = agent_open(state, &a)) != 0) {
+		msg_set(why, whylen, "cannot open the device just made");
+		goto out;
+	}
+	if (peer_cert_addr(sk_X509_value(cert, 0), addr) != 0 ||
+	    memcmp(addr, agent_profile(a)->addr, MAC_LEN) != 0) {
+		msg_set(why, whylen, "%s does not name this device's address", certf);
+		r = ERR_INVALID;
+		goto out;
+	}
+	if (!keystore_can_import(agent_keystore(a))) {
+		msg_set(why, whylen, "a manufacturer's key can go into the file keystore only");
+		r = ERR_UNSUPPORTED;
+		goto out;
+	}
+	if ((n = i2d_X509(sk_X509_value(cert, 0), &der)) <= 0)
+		goto crypto;
+	for (int i = 0; i < sk_X509_num(chain); i++) {
+		int m = i2d_X509(sk_X509_value(chain, i), &cd[i]);
+		if (m <= 0)
+			goto crypto;
+		chd[i] = cd[i];
+		chl[i] = (size_t)m;
+	}
+	if ((r = keystore_import(agent_keystore(a), p8, (size_t)p8len)) != 0 ||
+	    (r = keystore_install(agent_keystore(a), der, (size_t)n, chd, chl,
+	    (size_t)sk_X509_num(chain))) != 0) {
+		msg_set(why, whylen, "cannot install the identity: %s (is the key the "
+		    "certificate's?)", provd_strerror(r));
+		goto out;
+	}
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", state, CRL_FILE) >= sizeof(path) ||
+	    (r = file_write_atomic(path, crld, (size_t)crllen, 0600)) != 0 ||
+	    (r = pairing_set_consumer(state, 1)) != 0) {
+		msg_set(why, whylen, "cannot write the CRL or the consumer mark in %s", state);
+		goto out;
+	}
+	r = 0;
+	goto out;
+crypto:
+	msg_set(why, whylen, "cannot encode the certificates");
+	r = ERR_CRYPTO;
+out:
+	ERR_clear_error();
+	if (buf != NULL)
+		OPENSSL_cleanse(buf, len);
+	free(buf);
+	BIO_free(b);
+	if (p8 != NULL)
+		OPENSSL_clear_free(p8, (size_t)p8len);
+	PKCS8_PRIV_KEY_INFO_free(p8i);
+	EVP_PKEY_free(key);
+	OPENSSL_free(der);
+	OPENSSL_free(crld);
+	for (size_t i = 0; i < 16; i++)
+		OPENSSL_free(cd[i]);
+	X509_CRL_free(crl);
+	sk_X509_pop_free(cert, X509_free);
+	sk_X509_pop_free(chain, X509_free);
+	agent_close(a);
+	return r;
 }
 
 static int
@@ -89,8 +261,13 @@ cmd_init(const char *state, int argc, char **argv)
 		{ "keystore", required_argument, NULL, 'k' },
 		{ "tcti", required_argument, NULL, 't' },
 		{ "force", no_argument, NULL, 'f' },
+		{ "manufacturer-cert", required_argument, NULL, 'C' },
+		{ "manufacturer-key", required_argument, NULL, 'K' },
+		{ "chain", required_argument, NULL, 'H' },
+		{ "crl", required_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 },
 	};
+	const char *mcert = NULL, *mkey = NULL, *mchain = NULL, *mcrl = NULL;
 	struct agent_init_opts o = { .dir = state, .name = "device", .model = "devagent",
 		.keystore = "file" };
 	char why[256], *pin = NULL;
@@ -119,8 +296,34 @@ cmd_init(const char *state, int argc, char **argv)
 		case 'k': o.keystore = optarg; break;
 		case 't': o.tcti = optarg; break;
 		case 'f': o.force = 1; break;
-		default: usage(stderr); return 2;
+		case 'C': mcert = optarg; break;
+		case 'K': mkey = optarg; break;
+		case 'H': mchain = optarg; break;
+		case 'R': mcrl = optarg; break;
+		default: secret_free(pin); usage(stderr); return 2;
 		}
+	}
+	if ((mcert || mkey || mchain || mcrl) && !(mcert && mkey && mchain && mcrl)) {
+		fprintf(stderr, "devagent: --manufacturer-cert, --manufacturer-key, --chain and "
+		    "--crl go together\n");
+		secret_free(pin);
+		return 2;
+	}
+	if (mcert != NULL && pin == NULL) {
+		/* a consumer device without a label PIN: a random one, never
+		 * shown or kept, closes intake for good */
+		uint8_t rnd[12];
+		if ((pin = OPENSSL_secure_malloc(sizeof(rnd) + 1)) == NULL)
+			return 1;
+		pin[0] = '\0';
+		if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+			secret_free(pin);
+			return 1;
+		}
+		for (size_t i = 0; i < sizeof(rnd); i++)
+			pin[i] = (char)('0' + rnd[i] % 10);
+		pin[sizeof(rnd)] = '\0';
+		OPENSSL_cleanse(rnd, sizeof(rnd));
 	}
 	if (o.addr == NULL || pin == NULL || optind != argc) {
 		fprintf(stderr, "devagent: init needs --addr and --pin or --pin-file\n");
@@ -130,10 +333,23 @@ cmd_init(const char *state, int argc, char **argv)
 	o.pin = pin;
 	r = agent_init(&o, why, sizeof(why));
 	secret_free(pin);
+	if (r == 0) {
+		/* a device made again (--force) starts unpaired, and is a
+		 * consumer device only when made with a manufacturer's
+		 * certificate */
+		(void)pairing_remove(state, NULL);
+		if ((r = pairing_set_consumer(state, 0)) != 0)
+			msg_set(why, sizeof(why), "cannot clear the consumer mark in %s", state);
+	}
+	if (r == 0 && mcert != NULL)
+		r = manufacture(state, mcert, mkey, mchain, mcrl, why, sizeof(why));
 	if (r != 0) {
 		fprintf(stderr, "devagent: %s\n", why[0] ? why : provd_strerror(r));
 		return 1;
 	}
+	if (mcert != NULL)
+		printf("consumer device %s: manufacturer's certificate installed, unpaired\n",
+		    o.addr);
 	printf("device %s made in %s (keystore %s)\n", o.addr, state, o.keystore);
 	return 0;
 }
@@ -167,6 +383,10 @@ struct peer_opts {
 	const char *resource;		/* NULL: echo only */
 	struct policy *policy;		/* local policy, or NULL */
 	char *token;			/* authorizer token (secure heap), or NULL */
+	/* consumer mode (docs/protocol.md "Consumer pairing") */
+	int crl_grace_set;		/* --crl-grace given */
+	const char *consumer;		/* the state directory of a consumer
+					   device: only its paired peer talks */
 };
 
 /* One of the shared options: 0 taken, 1 not one of them, 2 bad value. */
@@ -179,6 +399,7 @@ peer_opt(int c, const char *arg, struct peer_opts *po)
 	case OPT_PROVD: po->url = arg; return 0;
 	case OPT_CACERT: po->cacert = arg; return 0;
 	case OPT_CRL_GRACE:
+		po->crl_grace_set = 1;
 		if (strcmp(arg, "any") == 0) {
 			po->crl_grace_s = CRL_GRACE_ANY;
 			return 0;
@@ -303,6 +524,10 @@ peer_setup_open(struct agent *a, const char *state, const struct peer_opts *po,
 	 * access decision deals with it (provd, or the policy's stale_crl); a
 	 * certificate the cached CRL lists is still refused */
 	pp.crl_grace_s = po->resource != NULL ? CRL_GRACE_ANY : po->crl_grace_s;
+	/* a consumer device keeps the CRL it was made with (nobody refreshes
+	 * it): a certificate it lists is refused, it never goes stale */
+	if (pairing_is_consumer(state) && !po->crl_grace_set)
+		pp.crl_grace_s = CRL_GRACE_ANY;
 	pp.timeout_ms = (int)po->auth_timeout_s * 1000;
 	if ((r = peer_ctx_new(&pp, &ps->pc)) != 0) {
 		fprintf(stderr, "devagent %s: cannot set up mutual authentication: %s\n", ms,
@@ -445,6 +670,19 @@ serve_peer(struct peer_setup *ps, const struct peer_opts *po, struct radio_link 
 	printf("devagent %s: authenticated %s (certificate serial %s), link encrypted\n", ms,
 	    peer, pi.serial);
 	fflush(stdout);
+	if (po->consumer != NULL) {
+		r = pairing_meet(sl, &pi, po->consumer, PAIRING_RESPONDER, (int)po->auth_timeout_s *
+		    1000, why, sizeof(why));
+		if (r != 0) {
+			fprintf(stderr, "devagent %s: %s refused: %s\n", ms, peer, why);
+			seclink_close(sl);
+			peer_info_clear(&pi);
+			return r;
+		}
+		printf("devagent %s: %s is the paired device%s%s\n", ms, peer, why[0] ? ": " : "",
+		    why);
+		fflush(stdout);
+	}
 	if (po->resource != NULL && serve_request(ps, po, sl, &pi, peer, ms) != 0) {
 		seclink_close(sl);
 		peer_info_clear(&pi);
@@ -565,6 +803,8 @@ cmd_serve(struct agent *a, const char *state, int argc, char **argv)
 		return 1;
 	}
 	po.lo.timeout_ms = (int)po.auth_timeout_s * 1000;
+	if (pairing_is_consumer(state))
+		po.consumer = state;
 	memcpy(self.addr, dp->addr, MAC_LEN);
 	snprintf(self.name, sizeof(self.name), "%.*s", (int)sizeof(self.name) - 1, dp->name);
 	mac_format(dp->addr, ms);
@@ -584,7 +824,7 @@ cmd_serve(struct agent *a, const char *state, int argc, char **argv)
 	deadline = secs ? now_ns() + (uint64_t)secs * 1000000000ull : 0;
 	while (!stop && (deadline == 0 || now_ns() < deadline)) {
 		agent_status(a, &provisioned, &failures, &locked_until);
-		if (provisioned) {
+		if (provisioned || po.consumer != NULL) {
 			/* provisioned: mutual authentication (an intake attempt
 			 * is recognised and refused there) */
 			struct radio_link *l = NULL;
@@ -753,6 +993,16 @@ cmd_connect(struct agent *a, const char *state, int argc, char **argv)
 	printf("devagent %s: authenticated %s (certificate serial %s, valid until %s), "
 	    "link encrypted\n", ms, ts, pi.serial, when);
 	fflush(stdout);
+	if (pairing_is_consumer(state)) {
+		if ((r = pairing_meet(sl, &pi, state, PAIRING_INITIATOR, (int)po.auth_timeout_s *
+		    1000, why, sizeof(why))) != 0) {
+			fprintf(stderr, "devagent %s: %s refused: %s\n", ms, ts, why);
+			goto out;
+		}
+		printf("devagent %s: %s is the paired device%s%s\n", ms, ts, why[0] ? ": " : "",
+		    why);
+		fflush(stdout);
+	}
 	if (resource != NULL) {
 		size_t gl = strlen(POLICY_ANSWER_GRANTED), dl = strlen(POLICY_ANSWER_DENIED);
 
@@ -802,6 +1052,259 @@ out:
 	radio_close(radio);
 	peer_setup_close(&ps);
 	return rc;
+}
+
+/* ---------------------------------------------------------------------
+ * Consumer pairing (docs/protocol.md "Consumer pairing"): pair, unpair.
+ */
+
+/* The test hook: PROVD_DEVAGENT_CRASH_AT=STEP ends the process at once
+ * (no cleanup, no buffers flushed: as a power cut would) when the pairing
+ * reaches STEP (decided, pending, prepared, committed, sent). */
+static void
+crash_at(const char *step)
+{
+	const char *want = getenv("PROVD_DEVAGENT_CRASH_AT");
+
+	if (want != NULL && strcmp(want, step) == 0)
+		_exit(86);
+}
+
+enum pair_decision { PAIR_ASK = 0, PAIR_ACCEPT, PAIR_REJECT, PAIR_NO_DISPLAY };
+
+struct pair_ask {
+	enum pair_decision how;
+	int tty;			/* the terminal to ask on, or -1 */
+	int timeout_ms;
+};
+
+/* The display: the peer's device identifier and model, and the user's
+ * answer (1 accept) on the terminal, within the time limit; --accept,
+ * --reject, or a device without a display (it accepts: its button was
+ * pressed). */
+static int
+pair_decide(void *arg, const struct pairing *p)
+{
+	struct pair_ask *pa = arg;
+	char ms[MAC_STR_LEN], line[16];
+	struct pollfd pfd;
+	size_t n = 0;
+	int r;
+
+	mac_format(p->peer, ms);
+	if (pa->how == PAIR_NO_DISPLAY) {
+		printf("no display: pairing with %s (%s)\n", ms, p->model);
+		fflush(stdout);
+		return 1;
+	}
+	if (pa->how != PAIR_ASK) {
+		printf("Pair with %s: %s? %s\n", ms, p->model, pa->how == PAIR_ACCEPT ?
+		    "accepted (--accept)" : "rejected (--reject)");
+		fflush(stdout);
+		return pa->how == PAIR_ACCEPT;
+	}
+	dprintf(pa->tty, "Pair with %s: %s? [y/N] ", ms, p->model);
+	pfd.fd = pa->tty;
+	pfd.events = POLLIN;
+	/* one line, at most sizeof(line) - 1 bytes of it looked at */
+	for (;;) {
+		char c;
+		if ((r = poll(&pfd, 1, pa->timeout_ms)) <= 0) {
+			dprintf(pa->tty, "\nno answer: rejected\n");
+			return 0;
+		}
+		if (read(pa->tty, &c, 1) != 1 || c == '\n')
+			break;
+		if (n + 1 < sizeof(line))
+			line[n++] = c;
+	}
+	line[n] = '\0';
+	return strcmp(line, "y") == 0 || strcmp(line, "Y") == 0 || strcmp(line, "yes") == 0;
+}
+
+static int
+cmd_pair(struct agent *a, const char *state, int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "with", required_argument, NULL, 'w' },
+		{ "accept", no_argument, NULL, 'y' },
+		{ "reject", no_argument, NULL, 'n' },
+		{ "no-display", no_argument, NULL, 'd' },
+		{ "air", required_argument, NULL, 'A' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "auth-timeout", required_argument, NULL, OPT_AUTH_TIMEOUT },
+		{ NULL, 0, NULL, 0 },
+	};
+	const struct device_profile *dp = agent_profile(a);
+	struct radio_params rp = { .backend = "sim", .sim_dir = getenv("PROVD_AIR") };
+	struct radio_device self = { .cod = 0x240404, .rssi = -45 };
+	struct peer_opts po = { .auth_timeout_s = PEER_TIMEOUT_MS_DEFAULT / 1000,
+		.crl_grace_s = CRL_GRACE_ANY, .crl_grace_set = 1 };
+	struct pair_ask pa = { .tty = -1 };
+	struct pairing_run_opts ro = { .dir = state, .decide = pair_decide, .arg = &pa,
+		.crash = crash_at };
+	struct peer_setup ps = { 0 };
+	struct peer_info pi = { 0 };
+	struct radio *radio = NULL;
+	struct radio_link *l = NULL;
+	struct seclink *sl = NULL;
+	struct seclink_io io;
+	struct pairing cur, done;
+	enum pairing_state st;
+	int64_t secs = 60;
+	uint8_t with[MAC_LEN], key[PEER_LINK_KEY_LEN];
+	char ms[MAC_STR_LEN], ts[MAC_STR_LEN], why[512];
+	int c, r, rc = 1, have_with = 0;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
+		switch (c) {
+		case 'w':
+			if (mac_parse(optarg, with) != 0) {
+				fprintf(stderr, "devagent: not a unicast IEEE address: %s\n", optarg);
+				return 2;
+			}
+			have_with = 1;
+			break;
+		case 'y': case 'n': case 'd':
+			if (pa.how != PAIR_ASK) {
+				fprintf(stderr, "devagent: one of --accept, --reject, --no-display\n");
+				return 2;
+			}
+			pa.how = c == 'y' ? PAIR_ACCEPT : c == 'n' ? PAIR_REJECT : PAIR_NO_DISPLAY;
+			break;
+		case 'A': rp.sim_dir = optarg; break;
+		case 't':
+			if (parse_int64(optarg, 1, 3600, &secs) != 0) {
+				fprintf(stderr, "devagent: --timeout is 1..3600 seconds\n");
+				return 2;
+			}
+			break;
+		default:
+			if (c == '?' || peer_opt(c, optarg, &po) != 0) {
+				usage(stderr);
+				return 2;
+			}
+		}
+	}
+	if (rp.sim_dir == NULL || optind != argc) {
+		fprintf(stderr, "devagent: pair needs --air DIR (or $PROVD_AIR)\n");
+		return 2;
+	}
+	mac_format(dp->addr, ms);
+	if (!pairing_is_consumer(state)) {
+		fprintf(stderr, "devagent %s: not a consumer device (made without a manufacturer's "
+		    "certificate): pairing is for consumer devices\n", ms);
+		return 1;
+	}
+	if ((r = pairing_load(state, &st, &cur)) != 0) {
+		fprintf(stderr, "devagent %s: the pairing file does not parse: devagent unpair\n", ms);
+		return 1;
+	}
+	if (st != PAIRING_NONE) {
+		mac_format(cur.peer, ts);
+		fprintf(stderr, "devagent %s: %s with %s; unpair first\n", ms, st == PAIRING_PAIRED ?
+		    "already paired" : "a pairing not yet settled", ts);
+		return 1;
+	}
+	pa.timeout_ms = (int)secs * 1000;
+	if (pa.how == PAIR_ASK) {
+		if (isatty(STDIN_FILENO))
+			pa.tty = STDIN_FILENO;
+		else if ((pa.tty = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY)) < 0) {
+			fprintf(stderr, "devagent %s: no terminal to ask on: give --accept, --reject "
+			    "or --no-display\n", ms);
+			return 2;
+		}
+	}
+	ro.role = have_with ? PAIRING_INITIATOR : PAIRING_RESPONDER;
+	ro.timeout_ms = (int)po.auth_timeout_s * 1000;
+	ro.decide_ms = pa.timeout_ms + ro.timeout_ms;
+	po.lo.timeout_ms = ro.timeout_ms;
+	if (peer_setup_open(a, state, &po, &ps, ms) != 0)
+		goto out;
+	memcpy(self.addr, dp->addr, MAC_LEN);
+	snprintf(self.name, sizeof(self.name), "%.*s", (int)sizeof(self.name) - 1, dp->name);
+	if ((r = radio_open(&rp, &radio)) != 0 || (r = radio_listen(radio, &self)) != 0) {
+		fprintf(stderr, "devagent %s: cannot use the radio: %s\n", ms, r == ERR_CONFLICT ?
+		    "this device is on the air already (devagent serve?)" : provd_strerror(r));
+		goto out;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if (have_with) {
+		mac_format(with, ts);
+		if ((r = radio_connect(radio, with, ro.timeout_ms, &l)) != 0) {
+			fprintf(stderr, "devagent %s: cannot reach %s: %s\n", ms, ts,
+			    r == ERR_NOT_FOUND ? "not in range" : provd_strerror(r));
+			goto out;
+		}
+		r = peer_connect(ps.pc, l, &pi, key, why, sizeof(why));
+	} else {
+		printf("devagent %s: pairing button pressed, discoverable for %lld s\n", ms,
+		    (long long)secs);
+		fflush(stdout);
+		if ((r = radio_accept(radio, pa.timeout_ms, &l)) != 0) {
+			fprintf(stderr, "devagent %s: %s\n", ms, r == ERR_TIMEOUT ?
+			    "no device asked to pair in time" : provd_strerror(r));
+			goto out;
+		}
+		radio_link_peer(l, with);
+		mac_format(with, ts);
+		r = peer_accept(ps.pc, l, &pi, key, why, sizeof(why));
+	}
+	if (r != 0) {
+		fprintf(stderr, "devagent %s: mutual authentication with %s failed: %s\n", ms, ts,
+		    why);
+		goto out;
+	}
+	seclink_io_radio(l, &io);
+	if ((r = seclink_new(&io, have_with, key, &po.lo, &sl)) != 0) {
+		fprintf(stderr, "devagent %s: cannot start the encrypted link: %s\n", ms,
+		    provd_strerror(r));
+		goto out;
+	}
+	printf("devagent %s: authenticated %s (manufacturer's certificate serial %s)\n", ms, ts,
+	    pi.serial);
+	fflush(stdout);
+	r = pairing_run(sl, &pi, &ro, &done, why, sizeof(why));
+	if (r == 0) {
+		printf("devagent %s: paired with %s (%s)%s%s\n", ms, ts, done.model,
+		    why[0] ? "; " : "", why);
+		rc = 0;
+	} else
+		fprintf(stderr, "devagent %s: %s%s\n", ms, r == ERR_CONFLICT ? "refused: " : "", why);
+out:
+	fflush(stdout);
+	if (pa.tty > STDIN_FILENO)
+		close(pa.tty);
+	seclink_close(sl);
+	peer_info_clear(&pi);
+	radio_link_close(l);
+	radio_close(radio);
+	peer_setup_close(&ps);
+	return rc;
+}
+
+static int
+cmd_unpair(const char *state, int argc, char **argv)
+{
+	uint8_t peer[MAC_LEN];
+	int r;
+
+	if (argc != 2 || mac_parse(argv[1], peer) != 0) {
+		fprintf(stderr, "devagent: unpair needs the paired device's address\n");
+		return 2;
+	}
+	if ((r = pairing_remove(state, peer)) == ERR_NOT_FOUND) {
+		fprintf(stderr, "devagent: not paired with %s\n", argv[1]);
+		return 1;
+	}
+	if (r != 0) {
+		fprintf(stderr, "devagent: cannot remove the pairing: %s\n", provd_strerror(r));
+		return 1;
+	}
+	printf("unpaired from %s: the device can pair anew\n", argv[1]);
+	return 0;
 }
 
 /* A certificate file, PEM or DER, of at most 64 KiB. NULL when it cannot
@@ -1064,7 +1567,7 @@ cmd_run(struct agent *a, int argc, char **argv)
 }
 
 static int
-cmd_show(struct agent *a)
+cmd_show(struct agent *a, const char *state)
 {
 	const struct device_profile *dp = agent_profile(a);
 	EVP_PKEY *key = NULL;
@@ -1079,6 +1582,7 @@ cmd_show(struct agent *a)
 	printf("address:     %s\nname:        %s\nmodel:       %s\nkeystore:    %s\n", ms,
 	    dp->name, dp->model, keystore_kind(agent_keystore(a)));
 	printf("intake:      %s", provisioned ? "closed (provisioned)" :
+	    pairing_is_consumer(state) ? "none (consumer device)" :
 	    locked_until > (int64_t)time(NULL) ? "locked" : "open");
 	if (failures > 0)
 		printf(", %lld failed PIN exchange(s)", (long long)failures);
@@ -1103,6 +1607,21 @@ cmd_show(struct agent *a)
 		free(cert);
 	} else
 		printf("certificate: none\n");
+	if (pairing_is_consumer(state)) {
+		struct pairing p;
+		enum pairing_state st;
+		char ps[MAC_STR_LEN];
+
+		if (pairing_load(state, &st, &p) != 0)
+			printf("pairing:     unreadable (devagent unpair)\n");
+		else if (st == PAIRING_NONE)
+			printf("pairing:     none (consumer device)\n");
+		else {
+			mac_format(p.peer, ps);
+			printf("pairing:     %s %s (%s)\n", st == PAIRING_PAIRED ? "paired with" :
+			    "pending with", ps, p.model);
+		}
+	}
 	return 0;
 }
 
@@ -1147,6 +1666,19 @@ main(int argc, char **argv)
 		    provd_strerror(r));
 		return 1;
 	}
+	/* a pairing a crash left unfinished (docs/protocol.md "Consumer
+	 * pairing") */
+	{
+		char why[256];
+		if ((r = pairing_recover(state, why, sizeof(why))) != 0) {
+			fprintf(stderr, "devagent: %s: cannot recover the pairing state: %s\n", state,
+			    provd_strerror(r));
+			agent_close(a);
+			return 1;
+		}
+		if (why[0] != '\0')
+			fprintf(stderr, "devagent: %s\n", why);
+	}
 	if (strcmp(argv[0], "serve") == 0)
 		rc = cmd_serve(a, state, argc, argv);
 	else if (strcmp(argv[0], "connect") == 0)
@@ -1157,10 +1689,16 @@ main(int argc, char **argv)
 		rc = cmd_policy_check(a, state, argc, argv);
 	else if (strcmp(argv[0], "run") == 0)
 		rc = cmd_run(a, argc, argv);
+	else if (strcmp(argv[0], "pair") == 0)
+		rc = cmd_pair(a, state, argc, argv);
+	else if (strcmp(argv[0], "unpair") == 0)
+		rc = cmd_unpair(state, argc, argv);
 	else if (strcmp(argv[0], "show") == 0 && argc == 1)
-		rc = cmd_show(a);
+		rc = cmd_show(a, state);
 	else if (strcmp(argv[0], "reset") == 0 && argc == 1) {
-		rc = agent_reset(a) == 0 ? 0 : 1;
+		/* pairings go with the identity they were made with */
+		r = pairing_remove(state, NULL);
+		rc = agent_reset(a) == 0 && (r == 0 || r == ERR_NOT_FOUND) ? 0 : 1;
 		printf(rc == 0 ? "factory reset: keystore wiped, intake open\n" :
 		    "factory reset failed\n");
 	} else {
