@@ -27,7 +27,12 @@ done
 # file: installed when missing or older than the lock.
 if [ ! -d "$UI/node_modules/playwright-core" ] ||
     [ -n "$(find "$UI/package-lock.json" -newer "$UI/node_modules" 2>/dev/null)" ]; then
-	if (cd "$UI" && "$NPM" ci --no-audit --no-fund --loglevel=error) >"$T/npm.out" 2>&1; then
+	# node trusts only its own CA list; also trust the system's (a proxy's
+	# CA installed with update-ca-certificates, as apt and curl do)
+	_cas=${NODE_EXTRA_CA_CERTS:-}
+	[ -z "$_cas" ] && [ -f /etc/ssl/certs/ca-certificates.crt ] && _cas=/etc/ssl/certs/ca-certificates.crt
+	if (cd "$UI" && { [ -z "$_cas" ] || export NODE_EXTRA_CA_CERTS="$_cas"; } &&
+	    "$NPM" ci --no-audit --no-fund --loglevel=error) >"$T/npm.out" 2>&1; then
 		touch "$UI/node_modules"
 		ok "npm ci in tests/console"
 	else
