@@ -50,94 +50,12 @@ struct peer_hs {
 	struct peer_ctx *pc;
 	struct radio_link *link;
 	uint8_t peer[MAC_LEN];		/* the radio's view */
-	uint64_t deadline_ns;
-	int link_err;			/* the radio's last error */
-	uint8_t first[4];		/* the first bytes read */
-	size_t nfirst;
+	struct radio_link_bio rb;	/* the BIO's state: deadline, last error */
+	uint8_t first[4];		/* the first bytes read (rb's tap) */
 	int refused;			/* our own check refused the peer: code */
 	char why[256];			/* ... and why */
 	int alert_read, alert_sent;	/* description + 1, or 0 */
 };
-
-/* ---------------------------------------------------------------------
- * A BIO over a radio link, bounded by the handshake's deadline.
- */
-static BIO_METHOD *link_method;
-static CRYPTO_ONCE link_once = CRYPTO_ONCE_STATIC_INIT;
-
-static int
-hs_left_ms(const struct peer_hs *hs)
-{
-	uint64_t now = now_ns();
-
-	if (now >= hs->deadline_ns)
-		return 0;
-	return (int)((hs->deadline_ns - now + 999999) / 1000000);
-}
-
-static int
-link_bio_write(BIO *b, const char *buf, int len)
-{
-	struct peer_hs *hs = BIO_get_data(b);
-	int r;
-
-	if (len <= 0)
-		return 0;
-	if ((r = radio_link_write(hs->link, buf, (size_t)len, hs_left_ms(hs))) == 0)
-		return len;
-	hs->link_err = r;
-	return -1;
-}
-
-static int
-link_bio_read(BIO *b, char *buf, int len)
-{
-	struct peer_hs *hs = BIO_get_data(b);
-	size_t got = 0;
-	int r;
-
-	if (len <= 0)
-		return 0;
-	r = radio_link_read_some(hs->link, buf, (size_t)len, &got, hs_left_ms(hs));
-	if (r != 0) {
-		hs->link_err = r;
-		return r == ERR_IO ? 0 : -1;	/* 0: the peer closed the link */
-	}
-	for (size_t i = 0; i < got && hs->nfirst < sizeof(hs->first); i++)
-		hs->first[hs->nfirst++] = (uint8_t)buf[i];
-	return (int)got;
-}
-
-static long
-link_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
-{
-	(void)b;
-	(void)num;
-	(void)ptr;
-	return cmd == BIO_CTRL_FLUSH ? 1 : 0;
-}
-
-static int
-link_bio_create(BIO *b)
-{
-	BIO_set_init(b, 1);
-	return 1;
-}
-
-static void
-link_method_init(void)
-{
-	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "peer link");
-
-	if (m == NULL)
-		return;
-	if (!BIO_meth_set_write(m, link_bio_write) || !BIO_meth_set_read(m, link_bio_read) ||
-	    !BIO_meth_set_ctrl(m, link_bio_ctrl) || !BIO_meth_set_create(m, link_bio_create)) {
-		BIO_meth_free(m);
-		return;
-	}
-	link_method = m;
-}
 
 /* ---------------------------------------------------------------------
  * The device identifier in a certificate.
@@ -309,9 +227,6 @@ peer_ctx_new(const struct peer_params *p, struct peer_ctx **out)
 		log_warnx("the key is not the certificate's");
 		return ERR_INVALID;
 	}
-	CRYPTO_THREAD_run_once(&link_once, link_method_init);
-	if (link_method == NULL)
-		return ERR_CRYPTO;
 	if ((pc = calloc(1, sizeof(*pc))) == NULL || (store = X509_STORE_new()) == NULL) {
 		r = ERR_NOMEM;
 		goto out;
@@ -384,7 +299,7 @@ hs_failure(struct peer_hs *hs, int server, const char *stage, char *why, size_t 
 	if (hs->refused != 0) {
 		msg_set(why, whylen, "%s refused: %s", ps, hs->why);
 		r = hs->refused;
-	} else if (server && hs->nfirst == sizeof(hs->first) &&
+	} else if (server && hs->rb.ntap == sizeof(hs->first) &&
 	    memcmp(hs->first, INTAKE_MAGIC, sizeof(hs->first)) == 0) {
 		msg_set(why, whylen, "intake from %s refused: this device is provisioned "
 		    "(factory reset to enrol again)", ps);
@@ -393,10 +308,10 @@ hs_failure(struct peer_hs *hs, int server, const char *stage, char *why, size_t 
 		msg_set(why, whylen, "%s refused this device (%s: %s)", ps, stage,
 		    SSL_alert_desc_string_long(hs->alert_read - 1));
 		r = ERR_AUTH;
-	} else if (hs->link_err == ERR_TIMEOUT) {
+	} else if (hs->rb.err == ERR_TIMEOUT) {
 		msg_set(why, whylen, "%s stopped answering (%s)", ps, stage);
 		r = ERR_TIMEOUT;
-	} else if (hs->link_err == ERR_IO || (e == 0 && hs->link_err == 0)) {
+	} else if (hs->rb.err == ERR_IO || (e == 0 && hs->rb.err == 0)) {
 		msg_set(why, whylen, "%s closed the link (%s)", ps, stage);
 		r = ERR_IO;
 	} else if (bad_sig) {
@@ -433,12 +348,14 @@ handshake(struct peer_ctx *pc, struct radio_link *l, int server, struct peer_inf
 	hs.pc = pc;
 	hs.link = l;
 	radio_link_peer(l, hs.peer);
-	hs.deadline_ns = now_ns() + (uint64_t)pc->timeout_ms * 1000000u;
+	hs.rb = (struct radio_link_bio){ .link = hs.link, .tap = hs.first,
+	    .taplen = sizeof(hs.first),
+	    .deadline_ns = now_ns() + (uint64_t)pc->timeout_ms * 1000000u };
 	ERR_clear_error();
 	/* reads straight from the link (libssl reads no byte past a record);
 	 * writes through a buffer, so that a flight of handshake messages
 	 * leaves in one write when libssl flushes it */
-	if ((ssl = SSL_new(pc->tls[server != 0])) == NULL || (bio = BIO_new(link_method)) == NULL ||
+	if ((ssl = SSL_new(pc->tls[server != 0])) == NULL || (bio = radio_link_bio_new(&hs.rb)) == NULL ||
 	    (wbio = BIO_new(BIO_f_buffer())) == NULL || !BIO_up_ref(bio)) {
 		log_ossl("TLS session");
 		msg_set(why, whylen, "cannot start TLS");
@@ -446,7 +363,6 @@ handshake(struct peer_ctx *pc, struct radio_link *l, int server, struct peer_inf
 		BIO_free(wbio);
 		goto out;
 	}
-	BIO_set_data(bio, &hs);
 	BIO_push(wbio, bio);
 	SSL_set_bio(ssl, bio, wbio);		/* takes one reference of each */
 	SSL_set_app_data(ssl, &hs);

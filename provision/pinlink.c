@@ -31,77 +31,9 @@ struct pinlink {
 	SSL_CTX *ctx;			/* shared, see tls_ctx */
 	SSL *ssl;
 	int timeout_ms;
-	int link_err;			/* the radio's last error under TLS */
+	struct radio_link_bio rb;	/* the BIO's state: the link, its last error */
 	uint8_t psk[SPAKE2P_KEY_LEN];	/* wiped once the handshake is done */
 };
-
-/* ---------------------------------------------------------------------
- * A BIO over a radio link, so that OpenSSL can run TLS on any backend.
- */
-static BIO_METHOD *link_method;
-static CRYPTO_ONCE link_once = CRYPTO_ONCE_STATIC_INIT;
-
-static int
-link_bio_write(BIO *b, const char *buf, int len)
-{
-	struct pinlink *p = BIO_get_data(b);
-
-	int r;
-
-	if (len <= 0)
-		return 0;
-	if ((r = radio_link_write(p->link, buf, (size_t)len, p->timeout_ms)) == 0)
-		return len;
-	p->link_err = r;
-	return -1;
-}
-
-static int
-link_bio_read(BIO *b, char *buf, int len)
-{
-	struct pinlink *p = BIO_get_data(b);
-	size_t got = 0;
-	int r;
-
-	if (len <= 0)
-		return 0;
-	r = radio_link_read_some(p->link, buf, (size_t)len, &got, p->timeout_ms);
-	if (r == 0)
-		return (int)got;
-	p->link_err = r;
-	return r == ERR_IO ? 0 : -1;	/* 0: the peer closed the link */
-}
-
-static long
-link_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
-{
-	(void)b;
-	(void)num;
-	(void)ptr;
-	return cmd == BIO_CTRL_FLUSH ? 1 : 0;
-}
-
-static int
-link_bio_create(BIO *b)
-{
-	BIO_set_init(b, 1);
-	return 1;
-}
-
-static void
-link_method_init(void)
-{
-	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "radio link");
-
-	if (m == NULL)
-		return;
-	if (!BIO_meth_set_write(m, link_bio_write) || !BIO_meth_set_read(m, link_bio_read) ||
-	    !BIO_meth_set_ctrl(m, link_bio_ctrl) || !BIO_meth_set_create(m, link_bio_create)) {
-		BIO_meth_free(m);
-		return;
-	}
-	link_method = m;
-}
 
 /* ---------------------------------------------------------------------
  * TLS 1.3 with the SPAKE2+ key as external PSK.
@@ -197,16 +129,15 @@ tls_start(struct pinlink *p, int server)
 	BIO *bio;
 	int ret;
 
-	CRYPTO_THREAD_run_once(&link_once, link_method_init);
 	CRYPTO_THREAD_run_once(&tls_once, tls_ctx_init);
-	if (link_method == NULL || tls_ctx[server != 0] == NULL)
+	if (tls_ctx[server != 0] == NULL)
 		return ERR_CRYPTO;
 	p->ctx = tls_ctx[server != 0];
-	if ((p->ssl = SSL_new(p->ctx)) == NULL || (bio = BIO_new(link_method)) == NULL) {
+	p->rb = (struct radio_link_bio){ .link = p->link, .timeout_ms = p->timeout_ms };
+	if ((p->ssl = SSL_new(p->ctx)) == NULL || (bio = radio_link_bio_new(&p->rb)) == NULL) {
 		log_ossl("TLS session");
 		return ERR_CRYPTO;
 	}
-	BIO_set_data(bio, p);
 	SSL_set_bio(p->ssl, bio, bio);
 	SSL_set_app_data(p->ssl, p);
 	ret = server ? SSL_accept(p->ssl) : SSL_connect(p->ssl);
@@ -337,10 +268,10 @@ pinlink_write(struct pinlink *p, const void *buf, size_t len)
 
 	if (len == 0)
 		return 0;
-	p->link_err = 0;
+	p->rb.err = 0;
 	if (SSL_write_ex(p->ssl, buf, len, &written) != 1 || written != len) {
 		ERR_clear_error();
-		return p->link_err == ERR_TIMEOUT ? ERR_TIMEOUT : ERR_IO;
+		return p->rb.err == ERR_TIMEOUT ? ERR_TIMEOUT : ERR_IO;
 	}
 	return 0;
 }
@@ -350,13 +281,13 @@ pinlink_read(struct pinlink *p, void *buf, size_t len)
 {
 	size_t off = 0, got;
 
-	p->link_err = 0;
+	p->rb.err = 0;
 	while (off < len) {
 		if (SSL_read_ex(p->ssl, (char *)buf + off, len - off, &got) != 1) {
 			/* closed, reset, timed out or tampered with: the link is
 			 * over; a peer that went silent is told apart */
 			ERR_clear_error();
-			return p->link_err == ERR_TIMEOUT ? ERR_TIMEOUT : ERR_IO;
+			return p->rb.err == ERR_TIMEOUT ? ERR_TIMEOUT : ERR_IO;
 		}
 		off += got;
 	}

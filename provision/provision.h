@@ -77,6 +77,18 @@ void radio_link_peer(const struct radio_link *l, uint8_t addr[MAC_LEN]);
 int radio_link_fd(const struct radio_link *l);
 void radio_link_close(struct radio_link *l);		/* NULL is a no-op */
 
+/* A BIO over a radio link, for TLS on any backend (radio_bio.c). The state
+ * is the caller's and must outlive the BIO, which does not own the link. */
+struct radio_link_bio {
+	struct radio_link *link;
+	int timeout_ms;			/* each read and write, when deadline_ns is 0 */
+	uint64_t deadline_ns;		/* else every call ends by then (now_ns()) */
+	int err;			/* the link's last error, 0 when none */
+	uint8_t *tap;			/* optional: a copy of the first taplen bytes */
+	size_t taplen, ntap;		/* read, ntap of them so far */
+};
+BIO *radio_link_bio_new(struct radio_link_bio *rb);	/* NULL on failure */
+
 /* Fault injection for tests (sim backend; ERR_UNSUPPORTED elsewhere): the
  * link drops after drop_after more bytes written (0: never); every write is
  * delayed by delay_ms. */
