@@ -31,7 +31,18 @@ provd_start() {
 swtpm_start() {
 	mkdir -p "$1"
 	for _try in 1 2 3; do
-		_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+		# a port whose next one (swtpm's control port) is free too
+		_port=$(python3 -c '
+import socket
+for _ in range(50):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]
+    t = socket.socket()
+    try:
+        t.bind(("127.0.0.1", p + 1)); print(p); break
+    except OSError:
+        pass
+    finally:
+        t.close(); s.close()')
 		swtpm socket --tpm2 --tpmstate dir="$1" \
 		    --server type=tcp,port=$_port,bindaddr=127.0.0.1 \
 		    --ctrl type=tcp,port=$((_port + 1)),bindaddr=127.0.0.1 \
@@ -48,7 +59,7 @@ swtpm_start() {
 			sleep 0.1
 		done
 		kill "$swtpm_pid" 2>/dev/null
-		wait "$swtpm_pid" 2>/dev/null
+		wait "$swtpm_pid" 2>/dev/null || true	# callers may run under set -e
 	done
 	echo "swtpm did not start:" >&2
 	cat "$1/swtpm.log" >&2
