@@ -363,11 +363,17 @@ why_failed(OSSL_CMP_CTX *ctx, const char *what, char *why, size_t whylen)
 	}
 }
 
+/* Before attempt number attempt (from 0): nothing for the first; else says
+ * why (the last failure) and waits 0.5 s, 1 s, 2 s... */
 static void
-pause_ms(long ms)
+retry_pause(const struct ca_cmp *c, int attempt, const char *why)
 {
+	long ms = 500L << (attempt > 1 ? attempt - 1 : 0);
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 
+	if (attempt == 0)
+		return;
+	log_warnx("CMP: %s; trying again in %ld ms (%d of %d)", why, ms, attempt, c->retries);
 	while (nanosleep(&ts, &ts) != 0)
 		;
 }
@@ -382,7 +388,6 @@ ca_cmp_enroll(struct ca_cmp *c, const uint8_t *csr, size_t csrlen, const uint8_t
 	struct want w = { 0 };
 	X509 *cert = NULL;
 	unsigned char *enc = NULL;
-	long pause = 500;
 	int r = ERR_INTERNAL, len;
 
 	*der = NULL;
@@ -405,12 +410,7 @@ ca_cmp_enroll(struct ca_cmp *c, const uint8_t *csr, size_t csrlen, const uint8_t
 	memcpy(w.mac, mac, MAC_LEN);
 	w.c = c;
 	for (int attempt = 0; attempt <= c->retries; attempt++) {
-		if (attempt > 0) {
-			log_warnx("CMP: %s; trying again in %ld ms (%d of %d)", why, pause, attempt,
-			    c->retries);
-			pause_ms(pause);
-			pause *= 2;
-		}
+		retry_pause(c, attempt, why);
 		OSSL_CMP_CTX_free(ctx);
 		w.why[0] = '\0';
 		if ((ctx = ctx_new(c)) == NULL || !OSSL_CMP_CTX_set1_p10CSR(ctx, req) ||
@@ -465,7 +465,6 @@ ca_cmp_revoke(struct ca_cmp *c, const uint8_t *cert_der, size_t len, int reason,
 	const unsigned char *p = cert_der;
 	OSSL_CMP_CTX *ctx = NULL;
 	X509 *old = NULL;
-	long pause = 500;
 	int r = ERR_INTERNAL;
 
 	msg_set(why, whylen, "internal error");
@@ -474,12 +473,7 @@ ca_cmp_revoke(struct ca_cmp *c, const uint8_t *cert_der, size_t len, int reason,
 	if ((old = d2i_X509(NULL, &p, (long)len)) == NULL)
 		return ERR_INVALID;
 	for (int attempt = 0; attempt <= c->retries; attempt++) {
-		if (attempt > 0) {
-			log_warnx("CMP: %s; trying again in %ld ms (%d of %d)", why, pause, attempt,
-			    c->retries);
-			pause_ms(pause);
-			pause *= 2;
-		}
+		retry_pause(c, attempt, why);
 		OSSL_CMP_CTX_free(ctx);
 		if ((ctx = ctx_new(c)) == NULL || !OSSL_CMP_CTX_set1_oldCert(ctx, old) ||
 		    !OSSL_CMP_CTX_set_option(ctx, OSSL_CMP_OPT_REVOCATION_REASON, reason)) {
