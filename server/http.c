@@ -183,6 +183,50 @@ req_complete(struct req *rq)
 	MHD_resume_connection(rq->conn);
 }
 
+struct offload {
+	struct server *s;
+	struct req *rq;
+	void (*fn)(struct server *, struct req *);
+};
+
+static void *
+offload_main(void *arg)
+{
+	struct offload o = *(struct offload *)arg;
+
+	free(arg);
+	o.rq->offloaded = 1;
+	o.fn(o.s, o.rq);
+	log_set_id(NULL);
+	req_complete(o.rq);
+	atomic_fetch_sub(&o.s->offloaded, 1);
+	return NULL;
+}
+
+void
+server_offload(struct server *s, struct req *rq, void (*fn)(struct server *, struct req *))
+{
+	struct offload *o;
+	pthread_attr_t attr;
+	pthread_t t;
+
+	if (atomic_fetch_add(&s->offloaded, 1) >= OFFLOAD_MAX || (o = malloc(sizeof(*o))) == NULL) {
+		atomic_fetch_sub(&s->offloaded, 1);
+		req_reply_error(rq, ERR_UNAVAILABLE, "Too many requests are waiting for the CA; "
+		    "retry shortly.");
+		return;
+	}
+	*o = (struct offload){ s, rq, fn };
+	req_suspend(rq);
+	if (pthread_attr_init(&attr) != 0 ||
+	    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) != 0 ||
+	    pthread_create(&t, &attr, offload_main, o) != 0) {
+		log_warnx("cannot start a thread: the request runs in the HTTP thread");
+		offload_main(o);
+	}
+	pthread_attr_destroy(&attr);
+}
+
 /* ---------------------------------------------------------------------
  * Authentication: "Authorization: Bearer <token>", checked against the
  * database through a small cache keyed by the token's SHA-256; or, without
@@ -979,6 +1023,11 @@ server_stop(struct server *s)
 	 * connections), then close everything */
 	if (s->mhd != NULL)
 		MHD_quiesce_daemon(s->mhd);
+	/* requests in threads of their own end within the CA's timeouts */
+	while (atomic_load(&s->offloaded) > 0) {
+		struct timespec ts = { 0, 10 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
 	intake_stop(s->intake);
 	console_stop(s);
 	dirsync_stop(s);

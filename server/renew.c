@@ -338,6 +338,11 @@ route_renew(struct server *s, struct req *rq)
 	int max_days = 0, reused, r;
 	json_t *jsigned, *jcsr;
 
+	/* an external CA answers in its own time: not in an HTTP thread */
+	if (s->cmp != NULL && !rq->offloaded) {
+		server_offload(s, rq, route_renew);
+		return;
+	}
 	old.reason = -1;
 	if ((r = json_only_keys(rq->json, keys, why, sizeof(why))) != 0)
 		goto fail;

@@ -343,6 +343,11 @@ struct issue_job {
 	const char *roles[OPTDATA_MAX_ITEMS];	/* static strings (known roles) */
 	size_t nroles;
 	char actor[64];
+	/* offloaded (server_offload): the writer signals here instead of
+	 * resuming the request, which the offload thread does */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int done;
 };
 
 static void
@@ -401,6 +406,13 @@ issue_done(struct db_issue *it, void *arg)
 			req_reply_error(rq, j->it.result, NULL);
 	}
 	log_set_id(NULL);
+	if (rq->offloaded) {
+		pthread_mutex_lock(&j->mu);
+		j->done = 1;
+		pthread_cond_signal(&j->cv);
+		pthread_mutex_unlock(&j->mu);
+		return;
+	}
 	req_complete(rq);
 }
 
@@ -499,6 +511,11 @@ route_cert_issue(struct server *s, struct req *rq)
 	json_t *mac, *csr, *replace;
 	int r;
 
+	/* an external CA answers in its own time: not in an HTTP thread */
+	if (s->cmp != NULL && !rq->offloaded) {
+		server_offload(s, rq, route_cert_issue);
+		return;
+	}
 	if ((r = json_only_keys(rq->json, keys, why, sizeof(why))) != 0)
 		goto fail;
 	mac = json_object_get(rq->json, "mac");
@@ -566,7 +583,23 @@ route_cert_issue(struct server *s, struct req *rq)
 	j->s = s;
 	j->rq = rq;
 	free(spki);
-	/* nothing leaves provd before its row commits: wait for the writer */
+	/* nothing leaves provd before its row commits: wait for the writer
+	 * (offloaded: here, in the request's own thread) */
+	if (rq->offloaded) {
+		pthread_mutex_init(&j->mu, NULL);
+		pthread_cond_init(&j->cv, NULL);
+		if ((r = db_writer_submit(s->writer, &j->it)) != 0) {
+			req_reply_error(rq, r, NULL);
+		} else {
+			pthread_mutex_lock(&j->mu);
+			while (!j->done)
+				pthread_cond_wait(&j->cv, &j->mu);
+			pthread_mutex_unlock(&j->mu);
+		}
+		pthread_cond_destroy(&j->cv);
+		pthread_mutex_destroy(&j->mu);
+		return;
+	}
 	req_suspend(rq);
 	if ((r = db_writer_submit(s->writer, &j->it)) != 0) {
 		req_reply_error(rq, r, NULL);
@@ -1056,20 +1089,21 @@ crl_format(struct req *rq, const char **fmt)
 	return 0;
 }
 
-void
-route_crl(struct server *s, struct req *rq)
+/* GET of a CRL kept in one cache (the complete one or the delta): DER, or
+ * PEM when asked. */
+static void
+crl_route(struct server *s, struct req *rq, pthread_mutex_t *mu, uint8_t **cache,
+    size_t *cache_len, uint64_t *made_ns, atomic_int *stale,
+    int (*make)(struct server *, uint8_t **, size_t *))
 {
 	const char *fmt;
 	uint8_t *der = NULL;
 	size_t len = 0;
 	int r;
 
-	if (server_external_ca(s, rq))
+	if (server_external_ca(s, rq) || crl_format(rq, &fmt) != 0)
 		return;
-	if (crl_format(rq, &fmt) != 0)
-		return;
-	if ((r = crl_cached(s, &s->crl_mu, &s->crl_der, &s->crl_len, &s->crl_made_ns,
-	    &s->crl_stale, crl_make, &der, &len)) != 0) {
+	if ((r = crl_cached(s, mu, cache, cache_len, made_ns, stale, make, &der, &len)) != 0) {
 		req_reply_error(rq, r, NULL);
 		return;
 	}
@@ -1077,23 +1111,17 @@ route_crl(struct server *s, struct req *rq)
 }
 
 void
+route_crl(struct server *s, struct req *rq)
+{
+	crl_route(s, rq, &s->crl_mu, &s->crl_der, &s->crl_len, &s->crl_made_ns, &s->crl_stale,
+	    crl_make);
+}
+
+void
 route_crl_delta(struct server *s, struct req *rq)
 {
-	const char *fmt;
-	uint8_t *der = NULL;
-	size_t len = 0;
-	int r;
-
-	if (server_external_ca(s, rq))
-		return;
-	if (crl_format(rq, &fmt) != 0)
-		return;
-	if ((r = crl_cached(s, &crl_delta.mu, &crl_delta.der, &crl_delta.len, &crl_delta.made_ns,
-	    &crl_delta.stale, crl_delta_make, &der, &len)) != 0) {
-		req_reply_error(rq, r, NULL);
-		return;
-	}
-	crl_reply(rq, fmt, der, len);
+	crl_route(s, rq, &crl_delta.mu, &crl_delta.der, &crl_delta.len, &crl_delta.made_ns,
+	    &crl_delta.stale, crl_delta_make);
 }
 
 /* ---------------------------------------------------------------------

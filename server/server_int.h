@@ -66,6 +66,7 @@ struct server {
 	struct db_writer *writer;
 	struct ca_signer *signer;	/* NULL with [ca] mode = cmp */
 	struct ca_cmp *cmp;		/* [ca] mode = cmp: the external CA */
+	atomic_int offloaded;		/* requests running in threads of their own */
 	struct intake_mgr *intake;	/* NULL without a radio */
 	struct ocsp_responder *ocsp;	/* NULL until started (ocsp.c) */
 	struct dirsync *dirsync;	/* NULL without a directory (dirsync.c) */
@@ -118,6 +119,7 @@ struct req {
 	char cache_control[64];		/* Cache-Control of the response; "": no-store */
 	int responded;			/* response ready to queue */
 	int suspended;
+	int offloaded;			/* running in a thread of its own (server_offload) */
 	int queued;			/* handed to libmicrohttpd */
 	struct req_header {		/* more response headers (req_add_header) */
 		const char *name;	/* static */
@@ -169,6 +171,16 @@ int server_sign(struct server *s, const uint8_t mac[MAC_LEN], const uint8_t *spk
     size_t spkilen, const char *owner, const char *const *groups, size_t ngroups,
     const char *const *roles, size_t nroles, const uint8_t *csr, size_t csrlen,
     uint8_t **der, size_t *derlen, struct db_issue *it, char *why, size_t whylen);
+/*
+ * Runs fn(s, rq) in a thread of its own, the request suspended meanwhile and
+ * resumed when fn returns; fn replies as a route does and sees
+ * rq->offloaded set. For routes that wait on something slow outside provd
+ * (an external CA over CMP, up to [ca] cmp_timeout_s a message with
+ * retries), so that the HTTP threads stay free. At most OFFLOAD_MAX at
+ * once (then 503); server_stop waits for them.
+ */
+#define OFFLOAD_MAX 64
+void server_offload(struct server *s, struct req *rq, void (*fn)(struct server *, struct req *));
 /* With [ca] mode = cmp: the external CA issues for the CSR (PEM or DER) over
  * CMP; it is filled from the certificate (serial, dates, fingerprint).
  * why says what went wrong. */

@@ -264,6 +264,19 @@ check_eq "... nothing recorded" "$n0" "$(ndev)"
 check_fails_out "provd ca status: does not answer, exit 1" "does not answer" provd ca status
 
 answer_with -
+# three issuances waiting for the silent CA (provd has 2 HTTP threads here):
+# the waiting happens in threads of its own, and provd keeps answering
+waiting=""
+for k in 1 2 3; do
+	curl -s -o /dev/null -H "Authorization: Bearer $(cat "$T/operator.token")" \
+	    -H 'Content-Type: application/json' --data-binary "@$T/body.json" "$URL/v1/certificates" &
+	waiting="$waiting $!"
+done
+sleep 0.5
+t0=$(date +%s%N)
+check_out "while the CA is silent, GET /v1/health still answers" '"status"' curl -s -m 2 "$URL/v1/health"
+check_eq "... at once (under a second)" yes "$([ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 1000 ] && echo yes)"
+for p in $waiting; do wait "$p"; done
 t0=$(date +%s)
 issue d8 02:00:5e:20:00:08
 t1=$(date +%s)
